@@ -1,0 +1,22 @@
+"""Shared fixtures: where ../shared is, and small deterministic inputs."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data, or skip when this checkout has none beside it."""
+    path = SHARED / 'data'
+    if not path.is_dir():
+        pytest.skip('../shared/data is not present')
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

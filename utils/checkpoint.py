@@ -1,0 +1,79 @@
+"""Saving and loading model checkpoints.
+
+A checkpoint is an ``.npz`` holding every parameter of a ``nnet.model.DIM`` (keys as Chainer's
+``save_npz`` names them) and ``__config__``, the JSON of the configuration it was built with, so
+loading rebuilds the same network with no extra flags. Files are read with ``allow_pickle=False``
+(a crafted file cannot run code) and written atomically (temporary name, then rename).
+"""
+import json
+import os
+import zipfile
+
+import chainer
+import numpy as np
+from chainer import serializers
+
+from nnet.model import DIM
+from utils.utils import InputError, atomic_write
+
+CONFIG_KEY = '__config__'
+
+
+def model_arrays(model):
+    """Parameters of a model as {name: NumPy array}, Chainer's serializer naming."""
+    target = {}
+    serializers.DictionarySerializer(target).save(model)
+    return {k: np.asarray(chainer.backend.CpuDevice().send(v)) for k, v in target.items()}
+
+
+def save_checkpoint(path, model):
+    """Write the model's parameters and config to ``path`` (.npz, compressed, atomic)."""
+    arrays = model_arrays(model)
+    arrays[CONFIG_KEY] = np.array(json.dumps(model.config))
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            np.savez_compressed(f, **arrays)
+    atomic_write(path, write)
+
+
+def load_checkpoint(path, expect_config=None):
+    """Build a DIM from a checkpoint.
+
+    Args:
+        path: checkpoint file written by ``save_checkpoint``.
+        expect_config: if given, a dict of config values the checkpoint must match.
+    Returns:
+        ``DIM`` on the CPU with the stored weights.
+    Raises:
+        InputError: missing, corrupt, pickled, non-finite or mismatching checkpoint.
+    """
+    if not os.path.isfile(path):
+        raise InputError(f'{path}: checkpoint not found')
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if CONFIG_KEY not in f.files:
+                raise InputError(f'{path}: not a checkpoint of this project (no {CONFIG_KEY})')
+            config = json.loads(str(f[CONFIG_KEY]))
+            arrays = {k: f[k] for k in f.files if k != CONFIG_KEY}
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+        reason = 'needs pickling, refused' if 'pickle' in str(e) else f'{type(e).__name__}: {e}'
+        raise InputError(f'{path}: cannot read checkpoint ({reason})'.splitlines()[0])
+    for key, value in (expect_config or {}).items():
+        if config.get(key) != value:
+            raise InputError(f'{path}: checkpoint has {key}={config.get(key)}, expected {value}')
+    try:
+        model = DIM(**config)
+    except TypeError as e:
+        raise InputError(f'{path}: checkpoint config {config} is not understood ({e})')
+    for name, value in arrays.items():
+        if value.dtype.kind == 'f' and not np.all(np.isfinite(value)):
+            raise InputError(f'{path}: checkpoint parameter {name} contains NaN or Inf')
+    try:
+        serializers.NpzDeserializer(arrays).load(model)
+    except (KeyError, ValueError, TypeError) as e:
+        raise InputError(f'{path}: checkpoint does not fit a DIM of config {config} '
+                         f'({type(e).__name__}: {e})'.splitlines()[0])
+    return model

@@ -1,0 +1,203 @@
+"""Leaf helpers: reading images, alphas and trimaps, compositing, atomic writes, layout changes.
+
+Conventions used across the project
+-----------------------------------
+* image: float32 array (H, W, 3), RGB in [0, 1].
+* alpha: float32 array (H, W) in [0, 1] (0 = background, 1 = foreground).
+* trimap: uint8 array (H, W) with values exactly {0, 128, 255}
+  (0 = background, ``UNKNOWN`` = 128, 255 = foreground).
+
+Compositing follows I = alpha F + (1 - alpha) B.
+
+This module imports nothing of the project.
+"""
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+BACKGROUND = 0
+UNKNOWN = 128
+FOREGROUND = 255
+# Trimap quantisation: value <= TRIMAP_LOW -> background, value >= TRIMAP_HIGH -> foreground,
+# anything between -> unknown. Covers anti-aliased edges, JPEG noise and the 102 some tools write.
+TRIMAP_LOW = 64
+TRIMAP_HIGH = 192
+# Images larger than this many pixels are refused (memory guard: about 16 megapixels).
+MAX_PIXELS = 4096 * 4096
+
+
+class InputError(Exception):
+    """A problem with the user's input: the scripts print its message as one line and exit 1."""
+
+
+def _read_raw(path):
+    """Decode an image file to a numpy array without changing its values or dtype."""
+    import skimage.io
+    if not os.path.exists(path):
+        raise InputError(f'{path}: no such file')
+    if os.path.isdir(path):
+        raise InputError(f'{path}: is a directory, expected an image file')
+    if os.path.getsize(path) == 0:
+        raise InputError(f'{path}: file is empty')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            raw = np.asarray(skimage.io.imread(path))
+    except Exception as e:  # decoders raise many types (OSError, ValueError, SyntaxError, ...)
+        raise InputError(f'{path}: cannot be read as an image ({type(e).__name__}: {e})'.splitlines()[0])
+    if raw.ndim not in (2, 3) or raw.size == 0 or raw.dtype == object:
+        raise InputError(f'{path}: unexpected image layout {raw.shape}')
+    if raw.shape[0] * raw.shape[1] > MAX_PIXELS:
+        raise InputError(f'{path}: {raw.shape[1]}x{raw.shape[0]} is larger than the '
+                         f'{MAX_PIXELS // 2**20} megapixel limit')
+    return raw
+
+
+def _to_unit_float(raw):
+    """Integer or float pixel values -> float32 in [0, 1] (16-bit and 8-bit aware)."""
+    if raw.dtype == np.bool_:
+        return raw.astype(np.float32)
+    if np.issubdtype(raw.dtype, np.integer):
+        return (raw.astype(np.float32) / np.iinfo(raw.dtype).max).astype(np.float32)
+    out = raw.astype(np.float32)
+    if out.max(initial=0) > 1.0:
+        out /= 255.0
+    return np.clip(out, 0.0, 1.0)
+
+
+def read_image(path):
+    """Read an RGB image.
+
+    Accepts gray, RGB and RGBA (the alpha channel is dropped), 8- or 16-bit.
+
+    Returns:
+        float32 array (H, W, 3) in [0, 1].
+    """
+    x = _to_unit_float(_read_raw(path))
+    if x.ndim == 2:
+        x = np.repeat(x[:, :, None], 3, axis=2)
+    elif x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    elif x.shape[2] == 2:  # gray + alpha
+        x = np.repeat(x[:, :, :1], 3, axis=2)
+    else:
+        x = x[:, :, :3]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def read_alpha(path):
+    """Read an alpha matte (gray, or RGB/RGBA with equal channels: channel 0 is used).
+
+    Returns:
+        float32 array (H, W) in [0, 1].
+    """
+    x = _to_unit_float(_read_raw(path))
+    if x.ndim == 3:
+        x = x[:, :, 0]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def quantise_trimap(gray):
+    """Map 8-bit gray values to {0, 128, 255} with the TRIMAP_LOW / TRIMAP_HIGH thresholds.
+
+    Args:
+        gray: array (H, W) of values in [0, 255].
+    Returns:
+        (trimap uint8 (H, W), number of pixels whose value changed).
+    """
+    gray = np.asarray(gray)
+    trimap = np.full(gray.shape, UNKNOWN, np.uint8)
+    trimap[gray <= TRIMAP_LOW] = BACKGROUND
+    trimap[gray >= TRIMAP_HIGH] = FOREGROUND
+    changed = int(np.count_nonzero(trimap.astype(np.float64) != gray))
+    return trimap, changed
+
+
+def read_trimap(path, warn=True):
+    """Read a trimap (palette, gray, RGB or RGBA PNG, 8- or 16-bit) and quantise it.
+
+    Values are mapped to 0 / 128 / 255 with ``quantise_trimap``; when that changes pixels
+    (anti-aliased edges, JPEG, 102 for unknown) a warning says how many.
+
+    Returns:
+        uint8 array (H, W) with values in {0, 128, 255}.
+    """
+    raw = _read_raw(path)
+    if np.issubdtype(raw.dtype, np.integer) and raw.dtype.itemsize > 1:
+        raw = raw.astype(np.float64) * 255.0 / np.iinfo(raw.dtype).max
+    elif raw.dtype == np.bool_:
+        raw = raw.astype(np.float64) * 255.0
+    if raw.ndim == 3:
+        raw = raw[:, :, 0] if raw.shape[2] in (1, 2) else raw[:, :, :3].mean(axis=2)
+    trimap, changed = quantise_trimap(np.round(raw))
+    if changed and warn:
+        warnings.warn(f'{path}: {changed} trimap pixels were not 0/128/255 and were quantised '
+                      f'(<= {TRIMAP_LOW}: background, >= {TRIMAP_HIGH}: foreground, else unknown)')
+    return trimap
+
+
+def composite(alpha, fg, bg):
+    """I = alpha F + (1 - alpha) B.
+
+    Args:
+        alpha: (H, W) or (H, W, 1) in [0, 1].
+        fg, bg: (H, W, 3) in [0, 1].
+    Returns:
+        float32 (H, W, 3) in [0, 1].
+    """
+    a = alpha[..., None] if alpha.ndim == fg.ndim - 1 else alpha
+    return (a * fg + (1.0 - a) * bg).astype(np.float32)
+
+
+def to_uint8(x):
+    """[0, 1] floats -> uint8 with rounding."""
+    return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def hwc_to_chw(x):
+    """(H, W, C) -> (C, H, W); (H, W) -> (1, H, W)."""
+    return np.ascontiguousarray(x[None] if x.ndim == 2 else x.transpose(2, 0, 1))
+
+
+def chw_to_hwc(x):
+    """(C, H, W) -> (H, W, C)."""
+    return np.ascontiguousarray(x.transpose(1, 2, 0))
+
+
+def atomic_write(path, write_fn, suffix=None):
+    """Write a file under a temporary name in the same folder, then rename it into place.
+
+    Args:
+        path: final file name.
+        write_fn: called with the temporary path; must create that file.
+        suffix: extension for the temporary file (default: the final one), so writers that
+            pick a format by extension keep working.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    suffix = os.path.splitext(path)[1] if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_png(path, array):
+    """Atomically write a uint8 (H, W), (H, W, 3) or (H, W, 4) array as PNG."""
+    import skimage.io
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        array = to_uint8(array)
+    atomic_write(path, lambda tmp: skimage.io.imsave(tmp, array, check_contrast=False))
+
+
+def list_images(folder):
+    """Sorted image file names (png, jpg, jpeg, bmp, tif) in a folder."""
+    exts = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(exts) and not f.startswith('.'))
