@@ -154,7 +154,7 @@ def _largest_component(mask):
         return np.zeros_like(mask)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     sizes[0] = 0                                    # background is not a component
-    return (labels == int(np.argmax(sizes))).T if False else (labels == int(np.argmax(sizes))).T
+    return (labels == int(np.argmax(sizes))).T
 
 
 def connectivity_error(pred, gt, trimap, step=0.1):

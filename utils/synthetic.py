@@ -31,7 +31,7 @@ MAX_SIZE = 4096
 BACKGROUND_NAMES = ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field',
                     'immunohistochemistry', 'retina')
 # Bundled gray textures; colourised, they become foregrounds.
-TEXTURE_NAMES = ('grass', 'gravel', 'brick', 'moon', 'camera')
+TEXTURE_NAMES = ('grass', 'gravel', 'brick', 'moon', 'coins')
 
 
 def _check_size(height, width):
@@ -108,9 +108,11 @@ def _bust(rng, height, width, cy, cx, radius):
     mask = np.zeros((height, width), bool)
     head = radius * rng.uniform(0.55, 0.8)
     hy = height - rng.uniform(1.6, 2.2) * head - 0.35 * height
-    rr, cc = ellipse(max(hy, head), cx, head * 1.2, head, shape=mask.shape,
-                     rotation=rng.uniform(-0.2, 0.2))
+    hy = max(hy, head)
+    rr, cc = ellipse(hy, cx, head * 1.2, head, shape=mask.shape, rotation=rng.uniform(-0.2, 0.2))
     mask[rr, cc] = True
+    neck = head * rng.uniform(0.4, 0.6)  # from the chin down to the shoulders
+    mask[int(hy):, max(0, int(cx - neck)):int(cx + neck) + 1] = True
     rr, cc = ellipse(height, cx + rng.uniform(-0.1, 0.1) * width, 0.45 * height,
                      rng.uniform(1.6, 2.4) * head, shape=mask.shape)
     mask[rr, cc] = True
@@ -121,7 +123,7 @@ def make_core(rng, height, width):
     """Solid core shape (blob, ellipse, polygon or portrait bust).
 
     Returns:
-        bool (H, W); covers 8-60 % of the image and leaves background on at least one side.
+        bool (H, W); redrawn (up to 20 times) until it covers 8-60 % of the image.
     """
     rng = np.random.default_rng(rng)
     shapes = (_radial_blob, _ellipse, _polygon, _bust)
@@ -448,9 +450,9 @@ def write_composition_dataset(root, count, rng, size=(256, 256), n_backgrounds=N
     Returns:
         root.
     """
-    height, width = (int(v) for v in size) if len(size) == 2 else (None, None)
-    if height is None:
+    if len(size) != 2:
         raise ValueError(f'size must be (height, width), got {size!r}')
+    height, width = size
     _check_size(height, width)
     n_backgrounds = count if n_backgrounds is None else n_backgrounds
     for name, v in (('count', count), ('n_backgrounds', n_backgrounds)):

@@ -180,6 +180,9 @@ def atomic_write(path, write_fn, suffix=None):
     suffix = os.path.splitext(path)[1] if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
     try:
         write_fn(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,176 @@
+"""Command-line options shared by train.py, demo.py and evaluate.py (argparse).
+
+The seed repository's option names are kept (--dataset_root --log_root --H --W --train_mode
+--max_epochs --batch_size --base_lr --gpu_id --ckpt_frq --alpha --epsilon --ckpt_path --img_path
+--tri_path); the rest is what the paper's recipe needs.
+"""
+import argparse
+import json
+import os
+
+from utils.utils import InputError, atomic_write
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CHECKPOINT = os.path.join(ROOT, 'ckpt', 'dim_w025.npz')
+STAGE_NAMES = {'encoder_decoder': 1, 'refinement': 2, 'joint': 3}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exits 2 (no usage dump on stderr spam)."""
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+def _typed(kind, minimum=None, positive=False):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a valid {kind.__name__}')
+        if value != value or value in (float('inf'), float('-inf')):
+            raise argparse.ArgumentTypeError(f'{text!r} is not a finite number')
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f'{text!r} must be > 0')
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f'{text!r} must be >= {minimum}')
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _typed(int, positive=True)
+nonnegative_int = _typed(int, minimum=0)
+positive_float = _typed(float, positive=True)
+gpu_id = _typed(int, minimum=-1)
+
+
+def unit_float(text):
+    value = _typed(float)(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'{text!r} must be in [0, 1]')
+    return value
+
+
+def stage(text):
+    """'1', '2', '3' or encoder_decoder / refinement / joint."""
+    if text in STAGE_NAMES:
+        return STAGE_NAMES[text]
+    if text in ('1', '2', '3'):
+        return int(text)
+    raise argparse.ArgumentTypeError(f'{text!r}: use 1, 2, 3 or {", ".join(STAGE_NAMES)}')
+
+
+def _add_common(parser):
+    parser.add_argument('--gpu_id', type=gpu_id, default=-1,
+                        help='GPU to use (CuPy); -1 runs on the CPU with NumPy (default)')
+
+
+def train_parser():
+    p = ArgumentParser(description='Train Deep Image Matting (one stage of the paper\'s schedule).')
+    _add_common(p)
+    d = p.add_argument_group('data')
+    d.add_argument('--dataset_root', nargs='+', required=True, metavar='DIR',
+                   help='dataset folder(s): seed layout (input/ gt/ trimap/<set>/) or composition '
+                        'layout (fg/ alpha/ bg/); several are concatenated')
+    d.add_argument('--bg_dir', help='backgrounds to composite over (composition layout: instead '
+                                    'of ROOT/bg; seed layout: re-composite estimated foregrounds)')
+    d.add_argument('--n_bg', type=positive_int, default=1,
+                   help='backgrounds per foreground when compositing (paper: 100)')
+    d.add_argument('--trimap_sets', nargs='+', help='seed layout: trimap sets to use (default all)')
+    d.add_argument('--val_root', help='dataset for validation (default: held back from the first '
+                                      '--dataset_root by --val_names)')
+    d.add_argument('--val_names', nargs='+', default=[],
+                   help='image names held back from training for validation')
+    d.add_argument('--H', type=positive_int, default=320, help='training crop height after resizing')
+    d.add_argument('--W', type=positive_int, default=320,
+                   help='training crop width after resizing (must equal --H)')
+    d.add_argument('--crop_sizes', type=positive_int, nargs='+', default=[320, 480, 640],
+                   help='crop sides centred on unknown pixels, resized to H x W (paper: 320 480 640)')
+    d.add_argument('--trimap_kernel', type=nonnegative_int, nargs=2, default=[3, 20],
+                   metavar=('MIN', 'MAX'),
+                   help='radius range (pixels) of the random erosion that makes trimaps from alpha')
+    d.add_argument('--given_trimaps', action='store_true',
+                   help='use the dataset\'s trimaps instead of generating them (seed layout)')
+    m = p.add_argument_group('model')
+    m.add_argument('--width', type=positive_float, default=1.0,
+                   help='channel multiplier (1.0 = the paper\'s network)')
+    m.add_argument('--vgg_weights', help='VGG16 .npz to initialise the encoder (width 1.0 only)')
+    m.add_argument('--init_from', help='checkpoint of the previous stage to start from')
+    m.add_argument('--stage', '--train_mode', dest='stage', type=stage, default=1,
+                   help='1 / encoder_decoder: encoder-decoder, both losses; 2 / refinement: '
+                        'refinement only, alpha loss; 3 / joint: everything')
+    t = p.add_argument_group('optimisation')
+    t.add_argument('--optimizer', choices=['adam', 'momentum_sgd'], default='adam',
+                   help='adam (paper: Adam, constant lr 1e-5) or momentum_sgd with linear annealing')
+    t.add_argument('--base_lr', type=positive_float, default=1e-5, help='learning rate')
+    t.add_argument('--batch_size', type=positive_int, default=4, help='examples per iteration')
+    t.add_argument('--max_epochs', type=positive_int, default=20, help='epochs to train')
+    t.add_argument('--max_iter', type=positive_int,
+                   help='stop after this many iterations instead of --max_epochs')
+    t.add_argument('--alpha', type=unit_float, default=0.5,
+                   help='w_l, weight of the alpha loss against the compositional loss (paper 0.5)')
+    t.add_argument('--epsilon', type=positive_float, default=1e-6,
+                   help='epsilon of the sqrt(d^2 + eps^2) losses (paper 1e-6)')
+    t.add_argument('--seed', type=nonnegative_int, default=0, help='random seed')
+    o = p.add_argument_group('output')
+    o.add_argument('--log_root', default='logs/train', help='log, snapshot and model folder')
+    o.add_argument('--ckpt_frq', type=positive_int, default=500,
+                   help='iterations between trainer snapshots and model checkpoints')
+    o.add_argument('--log_frq', type=positive_int, default=20, help='iterations between log lines')
+    o.add_argument('--val_frq', type=positive_int, default=500, help='iterations between validations')
+    o.add_argument('--n_val', type=positive_int, default=16, help='validation crops per validation')
+    return p
+
+
+def demo_parser():
+    p = ArgumentParser(description='Pull an alpha matte out of a photo given a trimap, at full '
+                                   'resolution; write the matte, a cutout and composites.')
+    _add_common(p)
+    p.add_argument('img_path', nargs='?', help='image (RGB, RGBA, gray; 8 or 16 bit)')
+    p.add_argument('tri_path', nargs='?', help='trimap (0 background, 128 unknown, 255 foreground)')
+    p.add_argument('--img_path', dest='img_opt', help='same as the first positional argument')
+    p.add_argument('--tri_path', dest='tri_opt', help='same as the second positional argument')
+    p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT, help='trained checkpoint')
+    p.add_argument('--out_dir', default='results/demo', help='where outputs are written')
+    p.add_argument('--newimgs_dir', default=os.path.join(ROOT, 'imgs', 'backgrounds'),
+                   help='composite the cutout over every image in this folder')
+    p.add_argument('--no_refine', action='store_true', help='use the encoder-decoder alpha only')
+    return p
+
+
+def evaluate_parser():
+    p = ArgumentParser(description='Score mattes with SAD, MSE, Gradient and Connectivity as the '
+                                   'Deep Image Matting authors\' evaluation code does.')
+    _add_common(p)
+    p.add_argument('dataset_root', help='seed-layout dataset (input/ gt/ trimap/<set>/)')
+    p.add_argument('--trimap_sets', nargs='+', help='trimap sets to evaluate (default: all)')
+    p.add_argument('--names', nargs='+', help='only these images (names or stems)')
+    p.add_argument('--method', nargs='+', default=['dim'],
+                   choices=['dim', 'closed_form', 'knn'], help='matting methods to run')
+    p.add_argument('--pred_dir', help='also score mattes made elsewhere: PRED_DIR/<set>/<name>')
+    p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT, help='checkpoint for --method dim')
+    p.add_argument('--no_refine', action='store_true', help='dim: encoder-decoder alpha only')
+    p.add_argument('--out_dir', default='results/evaluate', help='CSV, figure and summary go here')
+    p.add_argument('--save_dir', help='keep predicted mattes here: SAVE_DIR/<method>/<set>/<name>')
+    return p
+
+
+def save_options(args, folder, name='options.json'):
+    """Write the resolved options as JSON into ``folder`` (atomic)."""
+    text = json.dumps(vars(args), indent=2, sort_keys=True, default=str)
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text + '\n')
+    atomic_write(os.path.join(folder, name), write)
+
+
+def check_train_args(args):
+    """Cross-option checks that argparse cannot express; raises InputError."""
+    if args.H != args.W:
+        raise InputError(f'--H {args.H} and --W {args.W} differ: crops are square')
+    if args.trimap_kernel[0] > args.trimap_kernel[1]:
+        raise InputError('--trimap_kernel MIN must not exceed MAX')
+    if args.vgg_weights and args.width != 1.0:
+        raise InputError('--vgg_weights needs --width 1.0 (VGG16 has the paper\'s channel counts)')

@@ -1,0 +1,140 @@
+"""Train Deep Image Matting with Chainer's Trainer: ``bash scripts/train.sh DATASET_ROOT [options]``.
+
+Re-running the same command resumes from the last snapshot in --log_root.
+"""
+import os
+import sys
+
+import chainer
+import numpy as np
+from chainer import training
+from chainer.training import extensions
+
+import options
+from nnet.loss import MattingLoss
+from nnet.model import DIM
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.extensions import (DivergenceGuard, MattingValidation, ModelCheckpoint,
+                              TrainingDiverged)
+from utils.loader import AugmentedDataset, MattingTransform, make_dataset
+from utils.utils import InputError
+from utils.vgg import read_vgg16_params
+
+
+def build_model(args):
+    """The DIM to train: from --init_from, else fresh (optionally with VGG16 weights)."""
+    if args.init_from:
+        model = load_checkpoint(args.init_from)
+        if model.config['width'] != args.width:
+            print(f'note: --init_from has width {model.config["width"]}; using it', file=sys.stderr)
+            args.width = model.config['width']
+        return model
+    model = DIM(args.width)
+    if args.vgg_weights:
+        copied = model.encoder_decoder.load_vgg16(read_vgg16_params(args.vgg_weights))
+        print(f'VGG16 weights loaded into {", ".join(copied)}')
+    return model
+
+
+def build_datasets(args):
+    """(training, validation) datasets of augmented examples."""
+    kernel = tuple(args.trimap_kernel)
+    if args.stage == 2:  # the paper trains refinement without random dilation
+        kernel = (sum(kernel) // 2,) * 2
+    common = dict(bg_dir=args.bg_dir, backgrounds_per_fg=args.n_bg, trimap_sets=args.trimap_sets,
+                  seed=args.seed)
+    raws = [make_dataset(root, exclude=args.val_names, **common) for root in args.dataset_root]
+    raw = raws[0] if len(raws) == 1 else chainer.datasets.ConcatenatedDataset(*raws)
+    if args.val_root:
+        val_raw = make_dataset(args.val_root, **common)
+    elif args.val_names:
+        val_raw = make_dataset(args.dataset_root[0], names=args.val_names, **common)
+    else:  # hold back every tenth example
+        held = np.arange(len(raw)) % 10 == 9
+        order = np.concatenate([np.flatnonzero(held), np.flatnonzero(~held)])
+        val_raw = chainer.datasets.SubDataset(raw, 0, int(held.sum()), order=order)
+        raw = chainer.datasets.SubDataset(raw, int(held.sum()), len(raw), order=order)
+    if len(raw) == 0:
+        raise InputError('no training examples left after holding back validation examples')
+    transform = dict(size=args.H, crop_sizes=args.crop_sizes, kernel_range=kernel,
+                     generate_trimaps=not args.given_trimaps)
+    train = AugmentedDataset(raw, MattingTransform(seed=args.seed, **transform))
+    val = AugmentedDataset(val_raw, MattingTransform(seed=args.seed + 1, flip=False,
+                                                     deterministic=True, **transform))
+    return train, chainer.datasets.SubDataset(val, 0, min(args.n_val, len(val)))
+
+
+def run(args):
+    options.check_train_args(args)
+    device = chainer.get_device('@numpy' if args.gpu_id < 0 else f'@cupy:{args.gpu_id}')
+    np.random.seed(args.seed)  # Chainer's initializers draw from NumPy's global generator
+    model = build_model(args)
+    train, val = build_datasets(args)
+    print(f'stage {args.stage}, width {args.width}: {len(train)} training examples, '
+          f'{len(val)} validation crops, device {device}')
+    model.to_device(device)
+    device.use()
+
+    loss = MattingLoss(model, stage=args.stage, alpha_weight=args.alpha, eps=args.epsilon)
+    if args.optimizer == 'adam':
+        optimizer = chainer.optimizers.Adam(alpha=args.base_lr)
+        lr_name = 'alpha'
+    else:
+        optimizer = chainer.optimizers.MomentumSGD(lr=args.base_lr, momentum=0.9)
+        lr_name = 'lr'
+    loss.setup_optimizer(optimizer)
+
+    train_iter = chainer.iterators.SerialIterator(train, args.batch_size, shuffle=True)
+    updater = training.updaters.StandardUpdater(train_iter, optimizer, device=device)
+    stop = (args.max_iter, 'iteration') if args.max_iter else (args.max_epochs, 'epoch')
+    trainer = training.Trainer(updater, stop, out=args.log_root)
+    options.save_options(args, args.log_root)
+
+    last_iteration = args.max_iter or args.max_epochs * -(-len(train) // args.batch_size)
+
+    def every(frq):
+        return lambda t: t.updater.iteration % frq == 0 or t.updater.iteration >= last_iteration
+
+    log_every = every(args.log_frq)
+    trainer.extend(DivergenceGuard())
+    if args.optimizer == 'momentum_sgd':
+        trainer.extend(extensions.LinearShift(lr_name, (args.base_lr, 0.0), (0, last_iteration)))
+    trainer.extend(MattingValidation(val, model, refine=args.stage != 1, device=device),
+                   trigger=every(args.val_frq))
+    trainer.extend(extensions.observe_lr(observation_key='lr'), trigger=log_every)
+    trainer.extend(extensions.LogReport(trigger=log_every))
+    report_keys = ['epoch', 'iteration', 'main/loss', 'main/loss_alpha', 'main/loss_comp',
+                   'validation/main/SAD', 'validation/main/MSE', 'lr', 'elapsed_time']
+    trainer.extend(extensions.PrintReport(report_keys), trigger=log_every)
+    if extensions.PlotReport.available():
+        trainer.extend(extensions.PlotReport(['main/loss', 'main/loss_alpha', 'main/loss_comp'],
+                                             'iteration', file_name='loss.png', trigger=log_every))
+        trainer.extend(extensions.PlotReport(['validation/main/SAD'], 'iteration',
+                                             file_name='validation_sad.png', trigger=log_every))
+    trainer.extend(extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
+                                       autoload=True, n_retains=2), trigger=every(args.ckpt_frq))
+    trainer.extend(ModelCheckpoint(model), trigger=every(args.ckpt_frq))
+    trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
+    trainer.run()
+    model.to_cpu()
+    final = os.path.join(args.log_root, 'model_final.npz')
+    save_checkpoint(final, model)
+    print(f'done: {final}')
+
+
+def main(argv=None):
+    args = options.train_parser().parse_args(argv)
+    try:
+        run(args)
+    except (InputError, TrainingDiverged) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('\ninterrupted: re-run the same command to resume from the last snapshot',
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Trainer extensions: validation with the matting metrics and image grids, a divergence guard."""
+import math
+import os
+
+import chainer
+import numpy as np
+from chainer.training import extension
+
+from utils import metrics
+from utils.checkpoint import save_checkpoint
+from utils.utils import UNKNOWN, chw_to_hwc, to_uint8, write_png
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or Inf."""
+
+
+class DivergenceGuard(extension.Extension):
+    """Stops training when ``main/loss`` is NaN or Inf, before any snapshot of that iteration.
+
+    Runs first among the extensions of an iteration, so the last snapshot on disk is the last
+    good one.
+    """
+    trigger = 1, 'iteration'
+    priority = extension.PRIORITY_WRITER + 100
+
+    def __call__(self, trainer):
+        loss = trainer.observation.get('main/loss')
+        if loss is not None and not math.isfinite(float(chainer.backend.CpuDevice().send(
+                getattr(loss, 'array', loss)))):
+            raise TrainingDiverged(
+                f'loss became {float(getattr(loss, "array", loss))} at iteration '
+                f'{trainer.updater.iteration}; the last good snapshot in {trainer.out} is kept '
+                f'(try a lower --base_lr)')
+
+
+def image_grid(rows):
+    """Stack rows of equal-size (H, W, 3) float images in [0, 1] into one uint8 picture.
+
+    Args:
+        rows: list of lists of (H, W, 3) or (H, W) arrays.
+    Returns:
+        uint8 (rows*H + gaps, cols*W + gaps, 3).
+    """
+    gap = 4
+    tiles = [[np.repeat(t[:, :, None], 3, 2) if t.ndim == 2 else t for t in row] for row in rows]
+    h, w = tiles[0][0].shape[:2]
+    n_rows, n_cols = len(tiles), max(len(r) for r in tiles)
+    canvas = np.ones((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap, 3), np.float32)
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row):
+            canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = t
+    return to_uint8(canvas)
+
+
+class MattingValidation(extension.Extension):
+    """Predicts fixed validation crops; reports validation/main/{SAD, MSE, loss_alpha}.
+
+    Also writes ``OUT/images/val_iter_<N>.png``: one row per sample of the first ``n_grid``,
+    columns image | trimap | prediction | ground truth.
+
+    Args:
+        dataset: examples as ``utils.loader.MattingTransform`` returns them (deterministic).
+        model: ``nnet.model.DIM``.
+        refine: score the refined alpha (stages 2, 3) or the encoder-decoder's (stage 1).
+        device: chainer device the model lives on.
+    """
+    priority = extension.PRIORITY_WRITER
+
+    def __init__(self, dataset, model, refine, device, n_grid=4):
+        self.dataset, self.model, self.refine, self.device = dataset, model, refine, device
+        self.n_grid = n_grid
+
+    def __call__(self, trainer):
+        sads, mses, grid = [], [], []
+        for i in range(len(self.dataset)):
+            image, trimap, alpha, _, _ = self.dataset[i]
+            tri = np.round(trimap[0] * 255).astype(np.uint8)
+            pred = self.model.predict(chw_to_hwc(image), tri, refine=self.refine)
+            gt = alpha[0]
+            if np.any(tri == UNKNOWN):
+                sads.append(metrics.sad(pred * 255, gt * 255, tri))
+                mses.append(metrics.mse(pred * 255, gt * 255, tri))
+            if i < self.n_grid:
+                grid.append([chw_to_hwc(image), tri / 255.0, pred, gt])
+        chainer.report({'validation/main/SAD': float(np.mean(sads)) if sads else float('nan'),
+                        'validation/main/MSE': float(np.mean(mses)) if mses else float('nan')})
+        if grid:
+            path = os.path.join(trainer.out, 'images',
+                                f'val_iter_{trainer.updater.iteration:07d}.png')
+            write_png(path, image_grid(grid))
+
+
+class ModelCheckpoint(extension.Extension):
+    """Saves ``OUT/model_iter_<N>.npz`` with ``utils.checkpoint.save_checkpoint`` (atomic)."""
+    priority = extension.PRIORITY_READER
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, trainer):
+        save_checkpoint(os.path.join(trainer.out, f'model_iter_{trainer.updater.iteration}.npz'),
+                        self.model)
