@@ -73,8 +73,9 @@ def train_parser():
     d.add_argument('--dataset_root', nargs='+', required=True, metavar='DIR',
                    help='dataset folder(s): seed layout (input/ gt/ trimap/<set>/) or composition '
                         'layout (fg/ alpha/ bg/); several are concatenated')
-    d.add_argument('--bg_dir', help='backgrounds to composite over (composition layout: instead '
-                                    'of ROOT/bg; seed layout: re-composite estimated foregrounds)')
+    d.add_argument('--bg_dir', help='backgrounds to composite over: for composition-layout roots '
+                                    'without bg/, and for seed-layout roots, whose estimated '
+                                    'foregrounds are then also re-composited over them')
     d.add_argument('--n_bg', type=positive_int, default=1,
                    help='backgrounds per foreground when compositing (paper: 100)')
     d.add_argument('--trimap_sets', nargs='+', help='seed layout: trimap sets to use (default all)')
@@ -124,35 +125,63 @@ def train_parser():
 
 
 def demo_parser():
+    bundled_image = os.path.join(ROOT, 'imgs', 'chelsea_image.png')
+    bundled_trimap = os.path.join(ROOT, 'imgs', 'chelsea_trimap.png')
     p = ArgumentParser(description='Pull an alpha matte out of a photo given a trimap, at full '
-                                   'resolution; write the matte, a cutout and composites.')
+                                   'resolution in one pass; write the matte, a cutout (RGBA, '
+                                   'estimated foreground colours) and composites over new '
+                                   'backgrounds. With no image and trimap it runs on the bundled '
+                                   'imgs/chelsea_image.png and imgs/chelsea_trimap.png.')
     _add_common(p)
-    p.add_argument('img_path', nargs='?', help='image (RGB, RGBA, gray; 8 or 16 bit)')
-    p.add_argument('tri_path', nargs='?', help='trimap (0 background, 128 unknown, 255 foreground)')
-    p.add_argument('--img_path', dest='img_opt', help='same as the first positional argument')
-    p.add_argument('--tri_path', dest='tri_opt', help='same as the second positional argument')
-    p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT, help='trained checkpoint')
-    p.add_argument('--out_dir', default='results/demo', help='where outputs are written')
-    p.add_argument('--newimgs_dir', default=os.path.join(ROOT, 'imgs', 'backgrounds'),
-                   help='composite the cutout over every image in this folder')
+    p.add_argument('img_path', nargs='?', default=bundled_image,
+                   help='image (RGB, RGBA, gray; 8 or 16 bit) (default: the bundled '
+                        'imgs/chelsea_image.png)')
+    p.add_argument('tri_path', nargs='?', default=bundled_trimap,
+                   help='trimap (0 background, 128 unknown, 255 foreground; gray, RGB, RGBA or '
+                        'palette; other values are quantised with a warning) (default: the '
+                        'bundled imgs/chelsea_trimap.png, given with the default image only)')
+    p.add_argument('--img_path', dest='img_opt', metavar='IMG_PATH',
+                   help='same as the first positional argument')
+    p.add_argument('--tri_path', dest='tri_opt', metavar='TRI_PATH',
+                   help='same as the second positional argument')
+    p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT,
+                   help='trained checkpoint; its own configuration (width) builds the network '
+                        f'(default: {os.path.relpath(DEFAULT_CHECKPOINT, ROOT)})')
+    p.add_argument('--out_dir', default='results/demo',
+                   help='where outputs are written: STEM_alpha.png, STEM_cutout.png, '
+                        'STEM_over_BG.png (default: %(default)s)')
+    p.add_argument('--newimgs_dir', default=os.path.join(ROOT, 'imgs', 'background.png'),
+                   metavar='FILE_OR_DIR',
+                   help='background image, or folder of images, to composite the cutout over; '
+                        'each is scaled to cover the image and centre-cropped (default: the '
+                        'bundled imgs/background.png)')
     p.add_argument('--no_refine', action='store_true', help='use the encoder-decoder alpha only')
     return p
 
 
 def evaluate_parser():
     p = ArgumentParser(description='Score mattes with SAD, MSE, Gradient and Connectivity as the '
-                                   'Deep Image Matting authors\' evaluation code does.')
+                                   'Deep Image Matting authors\' evaluation code does, on every '
+                                   'image and trimap set of a seed-layout dataset.')
     _add_common(p)
-    p.add_argument('dataset_root', help='seed-layout dataset (input/ gt/ trimap/<set>/)')
+    p.add_argument('dataset_root', help='seed-layout dataset (input/ gt/ trimap/<set>/, or '
+                                        'image/ alpha/ trimap*/)')
     p.add_argument('--trimap_sets', nargs='+', help='trimap sets to evaluate (default: all)')
     p.add_argument('--names', nargs='+', help='only these images (names or stems)')
-    p.add_argument('--method', nargs='+', default=['dim'],
-                   choices=['dim', 'closed_form', 'knn'], help='matting methods to run')
-    p.add_argument('--pred_dir', help='also score mattes made elsewhere: PRED_DIR/<set>/<name>')
-    p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT, help='checkpoint for --method dim')
+    p.add_argument('--method', nargs='+', choices=['dim', 'closed_form', 'knn'],
+                   help='matting methods to run: dim (the checkpoint), closed_form and knn '
+                        '(pymatting) (default: dim, or none when --pred_dir is given)')
+    p.add_argument('--pred_dir', help='also score mattes made elsewhere (method pred_dir), found '
+                                      'at PRED_DIR/<set>/<name> or PRED_DIR/<name> (a .png with '
+                                      'the image\'s stem is accepted too)')
+    p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT,
+                   help='checkpoint for --method dim '
+                        f'(default: {os.path.relpath(DEFAULT_CHECKPOINT, ROOT)})')
     p.add_argument('--no_refine', action='store_true', help='dim: encoder-decoder alpha only')
-    p.add_argument('--out_dir', default='results/evaluate', help='CSV, figure and summary go here')
-    p.add_argument('--save_dir', help='keep predicted mattes here: SAVE_DIR/<method>/<set>/<name>')
+    p.add_argument('--out_dir', default='results/evaluate',
+                   help='metrics.csv, summary.md and figure.png go here (default: %(default)s)')
+    p.add_argument('--save_dir', help='keep predicted mattes (8-bit PNG) here: '
+                                      'SAVE_DIR/<method>/<set>/<stem>.png')
     return p
 
 

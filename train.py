@@ -49,8 +49,8 @@ def build_datasets(args):
         val_raw = make_dataset(args.val_root, **common)
     elif args.val_names:
         val_raw = make_dataset(args.dataset_root[0], names=args.val_names, **common)
-    else:  # hold back every tenth example
-        held = np.arange(len(raw)) % 10 == 9
+    else:  # hold back every tenth example (at least one)
+        held = np.arange(len(raw)) % 10 == min(9, len(raw) - 1)
         order = np.concatenate([np.flatnonzero(held), np.flatnonzero(~held)])
         val_raw = chainer.datasets.SubDataset(raw, 0, int(held.sum()), order=order)
         raw = chainer.datasets.SubDataset(raw, int(held.sum()), len(raw), order=order)

@@ -7,9 +7,9 @@ Two dataset layouts:
   and top-level ``trimap*/`` folders are accepted too (the alphamatting.com naming). Each image
   is used with each of its trimaps; F and B, needed by the compositional loss, are estimated
   from I and alpha with pymatting's ``estimate_foreground_ml``. With ``bg_dir`` the estimated
-  foregrounds are re-composited over new backgrounds instead (``make_recomposited_dataset``).
+  foregrounds are also re-composited over new backgrounds (``make_recomposited_dataset``).
 * **composition layout** (``make_composition_dataset``, Adobe's): ``ROOT/fg/``, ``ROOT/alpha/``
-  and a background folder (``ROOT/bg/`` unless given); each foreground is composited with
+  and a background folder (``ROOT/bg/``, or ``bg_dir`` where that is absent); each foreground is composited with
   ``backgrounds_per_fg`` backgrounds as in the paper's code: the background is scaled up
   (bicubic) where smaller than the foreground, cropped to its size, I = alpha F + (1 - alpha) B.
 
@@ -193,9 +193,10 @@ def _read_fg_alpha(fg_path, alpha_path):
 
 
 def make_composition_dataset(root, bg_dir=None, backgrounds_per_fg=1, seed=0):
-    """A ``CompositionDataset`` of the composition layout (fg/, alpha/, bg/ or ``bg_dir``)."""
+    """A ``CompositionDataset`` of the composition layout (fg/, alpha/, and bg/ or ``bg_dir``)."""
     fg_dir, alpha_dir = _find_dir(root, 'fg'), _find_dir(root, 'alpha')
-    bg_dir = bg_dir or _find_dir(root, 'bg')
+    if os.path.isdir(os.path.join(root, 'bg')) or not bg_dir:
+        bg_dir = _find_dir(root, 'bg')
     foregrounds = []
     for f in list_images(fg_dir):
         alpha = os.path.join(alpha_dir, f)
@@ -225,9 +226,11 @@ def make_dataset(root, bg_dir=None, backgrounds_per_fg=1, trimap_sets=None, name
         raise InputError(f'{root}: dataset folder not found')
     if os.path.isdir(os.path.join(root, 'fg')):
         return make_composition_dataset(root, bg_dir, backgrounds_per_fg, seed)
-    if bg_dir:
-        return make_recomposited_dataset(root, bg_dir, backgrounds_per_fg, names, exclude, seed)
-    return SeedLayoutDataset(root, trimap_sets, names, exclude)
+    originals = SeedLayoutDataset(root, trimap_sets, names, exclude)
+    if not bg_dir:
+        return originals
+    return chainer.datasets.ConcatenatedDataset(
+        originals, make_recomposited_dataset(root, bg_dir, backgrounds_per_fg, names, exclude, seed))
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -1,0 +1,150 @@
+"""Datasets and augmentation: aligned, valid crops; layouts; reproducible randomness."""
+import numpy as np
+import pytest
+
+from utils import synthetic
+from utils.loader import (AugmentedDataset, MattingTransform, crop_around_unknown,
+                          fit_background, generate_trimap, make_dataset)
+from utils.utils import composite, read_trimap, write_png
+
+VALUES = {0.0, np.float32(128 / 255), 1.0}
+
+
+@pytest.fixture(scope='module')
+def composition_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('composition')
+    synthetic.write_composition_dataset(str(root), 3, np.random.default_rng(5), size=(96, 128))
+    return root
+
+
+@pytest.fixture(scope='module')
+def seed_root(tmp_path_factory):
+    """A seed-layout dataset: input/ gt/ trimap/wide/, made from synthetic composites."""
+    root = tmp_path_factory.mktemp('seed')
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        alpha = synthetic.make_alpha(rng, 80, 96)
+        image = composite(alpha, synthetic.make_foreground(rng, 80, 96),
+                          synthetic.make_background(rng, 80, 96))
+        trimap = generate_trimap(alpha, rng, (6, 6))
+        write_png(str(root / 'input' / f'im{i}.png'), image)
+        write_png(str(root / 'gt' / f'im{i}.png'), alpha)
+        write_png(str(root / 'trimap' / 'wide' / f'im{i}.png'), trimap)
+    return root
+
+
+def check_example(example, size):
+    image, trimap, alpha, fg, bg = example
+    assert image.shape == fg.shape == bg.shape == (3, size, size)
+    assert trimap.shape == alpha.shape == (1, size, size)
+    assert all(x.dtype == np.float32 for x in example)
+    assert set(np.unique(trimap)) <= VALUES
+    assert np.any(trimap == np.float32(128 / 255)), 'crop without unknown pixels'
+    assert 0 <= alpha.min() and alpha.max() <= 1
+
+
+def test_composition_examples_are_aligned_and_valid(composition_root):
+    raw = make_dataset(str(composition_root))
+    assert len(raw) == 3
+    data = AugmentedDataset(raw, MattingTransform(size=64, crop_sizes=(64, 96, 160), seed=1))
+    for epoch in range(3):
+        for i in range(len(data)):
+            example = data[i]
+            check_example(example, 64)
+            image, trimap, alpha, fg, bg = example
+            np.testing.assert_allclose(image, alpha * fg + (1 - alpha) * bg, atol=1e-5)
+            # generated trimaps agree with the alpha they came from (same pixels after the flip)
+            assert np.all(alpha[trimap == 1.0] >= 1 - 1e-3)
+            assert np.all(alpha[trimap == 0.0] <= 1e-3)
+
+
+def test_given_trimaps_stay_aligned(seed_root):
+    raw = make_dataset(str(seed_root))
+    assert len(raw) == 2 and raw[0]['trimap'] is not None
+    data = AugmentedDataset(raw, MattingTransform(size=48, crop_sizes=(48, 96),
+                                                  generate_trimaps=False, seed=3))
+    for _ in range(4):
+        for i in range(len(data)):
+            image, trimap, alpha, fg, bg = example = data[i]
+            check_example(example, 48)
+            # the given trimap's definite regions were eroded by 6 px: resized alpha stays 1 / 0
+            assert np.all(alpha[trimap == 1.0] > 0.99)
+            assert np.all(alpha[trimap == 0.0] < 0.01)
+
+
+def test_fresh_randomness_each_epoch_and_reproducible_with_seed(composition_root):
+    raw = make_dataset(str(composition_root))
+    a = AugmentedDataset(raw, MattingTransform(size=32, crop_sizes=(32, 64), seed=11))
+    b = AugmentedDataset(raw, MattingTransform(size=32, crop_sizes=(32, 64), seed=11))
+    first, second = a[0], a[0]
+    assert not all(np.array_equal(x, y) for x, y in zip(first, second))
+    for x, y in zip(first, b[0]):
+        np.testing.assert_array_equal(x, y)
+    fixed = AugmentedDataset(raw, MattingTransform(size=32, seed=11, deterministic=True))
+    for x, y in zip(fixed[1], fixed[1]):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_crop_is_centred_on_unknown_and_padded():
+    rng = np.random.default_rng(0)
+    image = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    unknown = np.zeros((20, 30), bool)
+    unknown[15, 25] = True
+    (window,) = crop_around_unknown([image], unknown, 41, rng)
+    assert window.shape == (41, 41)
+    assert window[20, 20] == image[15, 25]
+    assert window[0, 0] == 0  # padding outside the image
+
+
+def test_generated_trimap_covers_fractional_alpha():
+    rng = np.random.default_rng(2)
+    alpha = synthetic.make_alpha(rng, 120, 120)
+    trimap = generate_trimap(alpha, rng, (2, 9))
+    assert set(np.unique(trimap)) <= {0, 128, 255}
+    fractional = (alpha > 1e-3) & (alpha < 1 - 1e-3)
+    assert np.all(trimap[fractional] == 128)
+    assert np.any(trimap == 0) and np.any(trimap == 255)
+
+
+def test_background_scaled_up_then_cropped():
+    bg = np.random.default_rng(0).random((10, 20, 3)).astype(np.float32)
+    out = fit_background(bg, 30, 15)
+    assert out.shape == (30, 15, 3)
+    assert fit_background(bg, 5, 6).shape == (5, 6, 3)
+    np.testing.assert_array_equal(fit_background(bg, 5, 6), bg[:5, :6])
+
+
+def test_recomposited_seed_dataset_uses_new_backgrounds(seed_root, tmp_path):
+    bg_dir = tmp_path / 'bgs'
+    write_png(str(bg_dir / 'b0.png'), np.zeros((40, 40, 3)))  # smaller: scaled up
+    raw = make_dataset(str(seed_root), bg_dir=str(bg_dir), backgrounds_per_fg=1)
+    assert len(raw) == 4  # 2 originals + 2 re-composited
+    example = raw[3]
+    assert example['trimap'] is None
+    assert np.all(example['bg'] == 0)
+    np.testing.assert_allclose(example['image'], example['alpha'][..., None] * example['fg'],
+                               atol=1e-6)
+
+
+def test_seed_layout_missing_gt_is_an_input_error(seed_root, tmp_path):
+    import shutil
+    from utils.utils import InputError
+    broken = tmp_path / 'broken'
+    shutil.copytree(seed_root, broken)
+    (broken / 'gt' / 'im1.png').unlink()
+    with pytest.raises(InputError, match='ground-truth alpha missing'):
+        make_dataset(str(broken))
+
+
+def test_trimap_decoding_quantises_to_three_values(tmp_path):
+    import skimage.io
+    from PIL import Image
+    gray = np.array([[0, 30, 102, 128, 180, 230, 255]], np.uint8).repeat(3, 0)
+    expected = np.array([[0, 0, 128, 128, 128, 255, 255]], np.uint8).repeat(3, 0)
+    Image.fromarray(gray).convert('P').save(tmp_path / 'palette.png')
+    skimage.io.imsave(tmp_path / 'rgba.png', np.dstack([gray] * 3 + [np.full_like(gray, 255)]),
+                      check_contrast=False)
+    skimage.io.imsave(tmp_path / 'gray16.png', gray.astype(np.uint16) * 257, check_contrast=False)
+    for name in ('palette.png', 'rgba.png', 'gray16.png'):
+        with pytest.warns(UserWarning, match='quantised'):
+            np.testing.assert_array_equal(read_trimap(str(tmp_path / name)), expected, name)
