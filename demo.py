@@ -21,7 +21,7 @@ import numpy as np
 
 import options
 from utils.checkpoint import load_checkpoint
-from utils.utils import (FOREGROUND, UNKNOWN, InputError, composite, list_images, read_image,
+from utils.utils import (UNKNOWN, InputError, composite, list_images, read_image,
                          read_trimap, to_uint8, write_png)
 
 
@@ -106,14 +106,16 @@ def load_model(ckpt_path, gpu_id):
     """The checkpoint's DIM on the requested device."""
     if ckpt_path == options.DEFAULT_CHECKPOINT and not os.path.exists(ckpt_path):
         raise InputError(f'no trained checkpoint is shipped yet ({ckpt_path} does not exist): '
-                         'train one with scripts/train.sh, then pass it with --ckpt_path FILE')
+                         'train one with scripts/train.sh and pass it with --ckpt_path FILE '
+                         'or save it under that name')
     model = load_checkpoint(ckpt_path)
     if gpu_id >= 0:
         try:
             device = chainer.get_device(f'@cupy:{gpu_id}')
         except Exception as e:  # no CuPy, no CUDA, no such GPU
-            raise InputError(f'--gpu_id {gpu_id}: cannot use the GPU '
-                             f'({type(e).__name__}: {e})'.splitlines()[0] + '; use --gpu_id -1')
+            reason = (str(e).splitlines() or [''])[0]
+            raise InputError(f'--gpu_id {gpu_id}: cannot use the GPU ({type(e).__name__}: '
+                             f'{reason}); use --gpu_id -1 for the CPU')
         model.to_device(device)
         device.use()
     return model
@@ -143,9 +145,7 @@ def run(args, parser):
     alpha = model.predict(image, trimap, refine=not args.no_refine)
     print(f'prediction: {time.perf_counter() - t:.2f} s ({image.shape[1]}x{image.shape[0]}, '
           f'{np.count_nonzero(trimap == UNKNOWN)} unknown pixels, width {model.config["width"]})')
-    alpha8 = to_uint8(alpha)
-    alpha8[trimap == 0] = 0
-    alpha8[trimap == FOREGROUND] = 255
+    alpha8 = to_uint8(alpha)  # known pixels are exactly 0 / 255: predict keeps them
     write_png(outputs['alpha'], alpha8)
     print(f'wrote {outputs["alpha"]}')
 

@@ -13,7 +13,8 @@ from chainer.training import extensions
 import options
 from nnet.loss import MattingLoss
 from nnet.model import DIM
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import (SNAPSHOT_PREFIX, load_checkpoint, resume_from_latest_snapshot,
+                              save_checkpoint)
 from utils.extensions import (DivergenceGuard, MattingValidation, ModelCheckpoint,
                               TrainingDiverged)
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset
@@ -111,10 +112,13 @@ def run(args):
                                              'iteration', file_name='loss.png', trigger=log_every))
         trainer.extend(extensions.PlotReport(['validation/main/SAD'], 'iteration',
                                              file_name='validation_sad.png', trigger=log_every))
-    trainer.extend(extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
-                                       autoload=True, n_retains=2), trigger=every(args.ckpt_frq))
+    trainer.extend(extensions.snapshot(filename=SNAPSHOT_PREFIX + '{.updater.iteration}', n_retains=2),
+                   trigger=every(args.ckpt_frq))
     trainer.extend(ModelCheckpoint(model), trigger=every(args.ckpt_frq))
     trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
+    resumed = resume_from_latest_snapshot(trainer, args.log_root)
+    if resumed is not None:
+        print(f'resuming from the snapshot of iteration {resumed}')
     trainer.run()
     model.to_cpu()
     final = os.path.join(args.log_root, 'model_final.npz')

@@ -77,3 +77,30 @@ def load_checkpoint(path, expect_config=None):
         raise InputError(f'{path}: checkpoint does not fit a DIM of config {config} '
                          f'({type(e).__name__}: {e})'.splitlines()[0])
     return model
+
+
+SNAPSHOT_PREFIX = 'snapshot_iter_'
+
+
+def resume_from_latest_snapshot(trainer, folder):
+    """Load the newest readable ``snapshot_iter_<N>`` in ``folder`` into ``trainer``.
+
+    Snapshots are read with ``allow_pickle=False``. An unreadable newest snapshot is reported and
+    the next older one is tried. Returns the iteration resumed from, or None when there is none.
+    """
+    if not os.path.isdir(folder):
+        return None
+    found = []
+    for name in os.listdir(folder):
+        suffix = name[len(SNAPSHOT_PREFIX):]
+        if name.startswith(SNAPSHOT_PREFIX) and suffix.isdigit():
+            found.append((int(suffix), name))
+    for iteration, name in sorted(found, reverse=True):
+        path = os.path.join(folder, name)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                serializers.NpzDeserializer(f).load(trainer)
+            return iteration
+        except Exception as e:  # corrupt or foreign file: fall back to an older snapshot
+            print(f'warning: skipping snapshot {path} ({type(e).__name__}: {e})'.splitlines()[0])
+    return None
