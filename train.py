@@ -15,8 +15,8 @@ from nnet.loss import MattingLoss
 from nnet.model import DIM
 from utils.checkpoint import (SNAPSHOT_PREFIX, load_checkpoint, resume_from_latest_snapshot,
                               save_checkpoint)
-from utils.extensions import (DivergenceGuard, MattingValidation, ModelCheckpoint,
-                              TrainingDiverged)
+from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
+                              ModelCheckpoint, TrainingDiverged)
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset
 from utils.utils import InputError
 from utils.vgg import read_vgg16_params
@@ -107,11 +107,11 @@ def run(args):
     report_keys = ['epoch', 'iteration', 'main/loss', 'main/loss_alpha', 'main/loss_comp',
                    'validation/main/SAD', 'validation/main/MSE', 'lr', 'elapsed_time']
     trainer.extend(extensions.PrintReport(report_keys), trigger=log_every)
-    if extensions.PlotReport.available():
-        trainer.extend(extensions.PlotReport(['main/loss', 'main/loss_alpha', 'main/loss_comp'],
-                                             'iteration', file_name='loss.png', trigger=log_every))
-        trainer.extend(extensions.PlotReport(['validation/main/SAD'], 'iteration',
-                                             file_name='validation_sad.png', trigger=log_every))
+    if AtomicPlotReport.available():
+        trainer.extend(AtomicPlotReport(['main/loss', 'main/loss_alpha', 'main/loss_comp'],
+                                        'iteration', file_name='loss.png', trigger=log_every))
+        trainer.extend(AtomicPlotReport(['validation/main/SAD'], 'iteration',
+                                        file_name='validation_sad.png', trigger=log_every))
     trainer.extend(extensions.snapshot(filename=SNAPSHOT_PREFIX + '{.updater.iteration}', n_retains=2),
                    trigger=every(args.ckpt_frq))
     trainer.extend(ModelCheckpoint(model), trigger=every(args.ckpt_frq))

@@ -4,7 +4,7 @@ import os
 
 import chainer
 import numpy as np
-from chainer.training import extension
+from chainer.training import extension, extensions
 
 from utils import metrics
 from utils.checkpoint import save_checkpoint
@@ -101,3 +101,17 @@ class ModelCheckpoint(extension.Extension):
     def __call__(self, trainer):
         save_checkpoint(os.path.join(trainer.out, f'model_iter_{trainer.updater.iteration}.npz'),
                         self.model)
+
+
+class AtomicPlotReport(extensions.PlotReport):
+    """``PlotReport`` that draws into a temporary file and renames it into place."""
+
+    def __init__(self, y_keys, x_key, file_name, **kwargs):
+        super().__init__(y_keys, x_key, file_name='.tmp-' + file_name, **kwargs)
+        self._final_name = file_name
+
+    def __call__(self, trainer):
+        super().__call__(trainer)
+        drawn = os.path.join(trainer.out, self._file_name)
+        if os.path.exists(drawn):
+            os.replace(drawn, os.path.join(trainer.out, self._final_name))
