@@ -85,15 +85,21 @@ def test_fresh_randomness_each_epoch_and_reproducible_with_seed(composition_root
         np.testing.assert_array_equal(x, y)
 
 
-def test_crop_is_centred_on_unknown_and_padded():
+def test_crop_contains_the_unknown_pixel_inside_or_padded():
     rng = np.random.default_rng(0)
-    image = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    image = np.arange(1, 20 * 30 + 1, dtype=np.float32).reshape(20, 30)
     unknown = np.zeros((20, 30), bool)
     unknown[15, 25] = True
-    (window,) = crop_around_unknown([image], unknown, 41, rng)
+    (window,) = crop_around_unknown([image], unknown, 41, rng)  # larger than the image
     assert window.shape == (41, 41)
-    assert window[20, 20] == image[15, 25]
+    assert window[20, 20] == image[15, 25]  # centred
     assert window[0, 0] == 0  # padding outside the image
+    (window,) = crop_around_unknown([image], unknown, 10, rng)  # fits: shifted inside
+    np.testing.assert_array_equal(window, image[10:20, 20:30])
+    unknown[:] = False
+    unknown[8, 12] = True
+    (window,) = crop_around_unknown([image], unknown, 10, rng)
+    np.testing.assert_array_equal(window, image[3:13, 7:17])
 
 
 def test_generated_trimap_covers_fractional_alpha():

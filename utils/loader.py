@@ -255,7 +255,11 @@ def generate_trimap(alpha, rng, kernel_range):
 
 
 def crop_around_unknown(arrays, unknown, crop, rng):
-    """Crop ``crop`` x ``crop`` windows centred on a random unknown pixel, padding with zeros.
+    """Crop ``crop`` x ``crop`` windows around a random unknown pixel.
+
+    The window is centred on that pixel, then shifted to lie inside the image where the image is
+    large enough (so the pixel stays inside but not always central); sides smaller than the
+    crop are padded with zeros.
 
     Args:
         arrays: list of (H, W[, C]) arrays of the same H, W.
@@ -270,7 +274,8 @@ def crop_around_unknown(arrays, unknown, crop, rng):
         cy, cx = ys[k], xs[k]
     else:
         cy, cx = rng.integers(h), rng.integers(w)
-    top, left = cy - crop // 2, cx - crop // 2
+    top = min(max(cy - crop // 2, 0), h - crop) if h >= crop else cy - crop // 2
+    left = min(max(cx - crop // 2, 0), w - crop) if w >= crop else cx - crop // 2
     out = []
     for a in arrays:
         window = np.zeros((crop, crop) + a.shape[2:], a.dtype)
@@ -327,6 +332,7 @@ class MattingTransform:
         use_given = not self.generate_trimaps
         band = (trimap == UNKNOWN) if use_given else (alpha > 0) & (alpha < 1)
         crop = int(rng.choice(self.crop_sizes))
+        crop = max(min(crop, *alpha.shape), min(self.size, crop))  # no larger than the image
         arrays = [example['fg'], example['bg'], alpha[:, :, None], example['image']]
         if use_given:
             arrays.append(trimap[:, :, None])
