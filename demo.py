@@ -72,7 +72,8 @@ def refuse_overwriting_inputs(outputs, inputs):
     real_inputs = {os.path.realpath(p) for p in inputs}
     for path in outputs:
         if os.path.realpath(path) in real_inputs:
-            raise InputError(f'{path}: output would overwrite an input file; choose another --out_dir')
+            raise InputError(f'{path}: output would overwrite an input file; '
+                             'choose another --out_dir')
 
 
 def cover(background, height, width):

@@ -1,4 +1,4 @@
-"""Score matting methods on a seed-layout dataset: ``bash scripts/evaluate.sh DATASET_ROOT [options]``.
+"""Score matting methods on a dataset: ``bash scripts/evaluate.sh DATASET_ROOT [options]``.
 
 For every image x trimap set and every method (``dim``: a trained checkpoint; ``closed_form`` and
 ``knn``: pymatting; ``pred_dir``: mattes made elsewhere) the matte is scored with SAD, MSE, Grad
@@ -20,11 +20,11 @@ import time
 import numpy as np
 
 import options
-from utils.checkpoint import load_checkpoint
+from demo import load_model, read_trimap_reporting
 from utils.loader import seed_layout_files
 from utils.metrics import evaluate_all
-from utils.utils import (BACKGROUND, FOREGROUND, InputError, atomic_write, read_alpha, read_image,
-                         read_trimap, to_uint8, write_png)
+from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, atomic_write, read_alpha,
+                         read_image, to_uint8, write_png)
 
 METRICS = ('SAD', 'MSE', 'Grad', 'Conn')
 PRED_DIR_METHOD = 'pred_dir'
@@ -94,38 +94,34 @@ def make_methods(args):
             methods[name] = dim_method(args)
         elif name == 'closed_form':
             from pymatting import estimate_alpha_cf
-            methods[name] = pymatting_method(estimate_alpha_cf)
+            methods[name] = pymatting_method(name, estimate_alpha_cf)
         elif name == 'knn':
             from pymatting import estimate_alpha_knn
-            methods[name] = pymatting_method(estimate_alpha_knn)
+            methods[name] = pymatting_method(name, estimate_alpha_knn)
         else:
             methods[name] = lambda image, trimap, example: read_alpha(example[5])
     return methods
 
 
 def dim_method(args):
+    """The checkpoint's DIM.predict (as the demo loads it)."""
     if args.ckpt_path == options.DEFAULT_CHECKPOINT and not os.path.exists(args.ckpt_path):
         raise InputError(f'no trained checkpoint is shipped yet ({args.ckpt_path} does not exist): '
                          'train one with scripts/train.sh and pass it with --ckpt_path FILE, or '
-                         'evaluate other methods (--method closed_form knn, --pred_dir DIR)')
-    model = load_checkpoint(args.ckpt_path)
-    if args.gpu_id >= 0:
-        import chainer
-        try:
-            device = chainer.get_device(f'@cupy:{args.gpu_id}')
-        except Exception as e:  # no CuPy, no CUDA, no such GPU
-            reason = (str(e).splitlines() or [''])[0]
-            raise InputError(f'--gpu_id {args.gpu_id}: cannot use the GPU ({type(e).__name__}: '
-                             f'{reason}); use --gpu_id -1 for the CPU')
-        model.to_device(device)
-        device.use()
+                         'score other methods (--method closed_form knn, --pred_dir DIR)')
+    model = load_model(args.ckpt_path, args.gpu_id)
     return lambda image, trimap, example: model.predict(image, trimap, refine=not args.no_refine)
 
 
-def pymatting_method(estimate):
+def pymatting_method(name, estimate):
     """pymatting's estimate_alpha_* on float64 image and trimap in [0, 1]."""
     def predict(image, trimap, example):
-        return estimate(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
+        if not np.any(trimap == UNKNOWN):  # nothing to solve (pymatting's solver would fail)
+            return trimap / 255.0
+        try:
+            return estimate(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
+        except ValueError as e:  # e.g. a trimap without background or foreground pixels
+            raise InputError(f'{example[4]}: {name} failed ({e})'.splitlines()[0])
     return predict
 
 
@@ -191,9 +187,9 @@ def summary_table(means):
              '|---|---|---:|---:|---:|---:|---:|---:|']
     for m in means:
         seconds = '' if m['seconds'] is None else f'{m["seconds"]:.2f}'
-        lines.append(f'| {m["method"]} | {"all" if m["trimap_set"] == ALL_SETS else m["trimap_set"]}'
-                     f' | {m["n"]} | {m["SAD"]:.2f} | {m["MSE"]:.4f} | {m["Grad"]:.2f} '
-                     f'| {m["Conn"]:.2f} | {seconds} |')
+        trimap_set = 'all' if m['trimap_set'] == ALL_SETS else m['trimap_set']
+        lines.append(f'| {m["method"]} | {trimap_set} | {m["n"]} | {m["SAD"]:.2f} '
+                     f'| {m["MSE"]:.4f} | {m["Grad"]:.2f} | {m["Conn"]:.2f} | {seconds} |')
     return '\n'.join(lines)
 
 
@@ -277,7 +273,7 @@ def run(args):
         name, image_path, alpha_path, trimap_set, trimap_path, _ = example
         image = read_image(image_path)
         gt = to_uint8(read_alpha(alpha_path))
-        trimap = read_trimap(trimap_path, warn=False)
+        trimap = read_trimap_reporting(trimap_path)
         panel = {'name': name, 'trimap_set': trimap_set, 'image': thumbnail(image),
                  'trimap': thumbnail(trimap), 'gt': thumbnail(gt), 'preds': {}}
         for method, predict in methods.items():
