@@ -14,15 +14,13 @@ With no image and trimap it runs on the bundled imgs/chelsea_image.png and imgs/
 import os
 import sys
 import time
-import warnings
 
-import chainer
 import numpy as np
 
 import options
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_model
 from utils.utils import (UNKNOWN, InputError, composite, list_images, read_image,
-                         read_trimap, to_uint8, write_png)
+                         read_trimap_reporting, to_uint8, write_png)
 
 
 def resolve_inputs(args, parser):
@@ -93,35 +91,6 @@ def cover(background, height, width):
     return np.clip(background[top:top + height, left:left + width], 0, 1).astype(np.float32)
 
 
-def read_trimap_reporting(path):
-    """read_trimap, with its quantisation warning printed as one 'warning: ...' line."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        trimap = read_trimap(path)
-    for w in caught:
-        print(f'warning: {w.message}', file=sys.stderr)
-    return trimap
-
-
-def load_model(ckpt_path, gpu_id):
-    """The checkpoint's DIM on the requested device."""
-    if ckpt_path == options.DEFAULT_CHECKPOINT and not os.path.exists(ckpt_path):
-        raise InputError(f'no trained checkpoint is shipped yet ({ckpt_path} does not exist): '
-                         'train one with scripts/train.sh and pass it with --ckpt_path FILE '
-                         'or save it under that name')
-    model = load_checkpoint(ckpt_path)
-    if gpu_id >= 0:
-        try:
-            device = chainer.get_device(f'@cupy:{gpu_id}')
-        except Exception as e:  # no CuPy, no CUDA, no such GPU
-            reason = (str(e).splitlines() or [''])[0]
-            raise InputError(f'--gpu_id {gpu_id}: cannot use the GPU ({type(e).__name__}: '
-                             f'{reason}); use --gpu_id -1 for the CPU')
-        model.to_device(device)
-        device.use()
-    return model
-
-
 def run(args, parser):
     start = time.perf_counter()
     image_path, trimap_path = resolve_inputs(args, parser)
@@ -140,7 +109,8 @@ def run(args, parser):
                          'they must match')
     if not np.any(trimap == UNKNOWN):
         raise InputError(f'{trimap_path}: trimap has no unknown (128) pixels: nothing to matte')
-    model = load_model(args.ckpt_path, args.gpu_id)
+    model = load_model(options.checked_checkpoint(args.ckpt_path), args.gpu_id,
+                       expect_config={'width': args.width} if args.width else None)
 
     t = time.perf_counter()
     alpha = model.predict(image, trimap, refine=not args.no_refine)

@@ -20,11 +20,11 @@ import time
 import numpy as np
 
 import options
-from demo import load_model, read_trimap_reporting
+from utils.checkpoint import load_model
 from utils.loader import seed_layout_files
 from utils.metrics import evaluate_all
 from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, atomic_write, read_alpha,
-                         read_image, to_uint8, write_png)
+                         read_image, read_trimap_reporting, to_uint8, write_png)
 
 METRICS = ('SAD', 'MSE', 'Grad', 'Conn')
 PRED_DIR_METHOD = 'pred_dir'
@@ -109,7 +109,8 @@ def dim_method(args):
         raise InputError(f'no trained checkpoint is shipped yet ({args.ckpt_path} does not exist): '
                          'train one with scripts/train.sh and pass it with --ckpt_path FILE, or '
                          'score other methods (--method closed_form knn, --pred_dir DIR)')
-    model = load_model(args.ckpt_path, args.gpu_id)
+    model = load_model(options.checked_checkpoint(args.ckpt_path), args.gpu_id,
+                       expect_config={'width': args.width} if args.width else None)
     return lambda image, trimap, example: model.predict(image, trimap, refine=not args.no_refine)
 
 

@@ -66,6 +66,21 @@ def _add_common(parser):
                         help='GPU to use (CuPy); -1 runs on the CPU with NumPy (default)')
 
 
+def _add_expected_width(parser):
+    parser.add_argument('--width', type=positive_float,
+                        help='refuse a checkpoint whose width differs (default: accept the '
+                             'checkpoint\'s own configuration)')
+
+
+def checked_checkpoint(path):
+    """``path``; if it is the default checkpoint and missing, say that none is shipped."""
+    if path == DEFAULT_CHECKPOINT and not os.path.exists(path):
+        raise InputError(f'no trained checkpoint is shipped yet ({path} does not exist): '
+                         'train one with scripts/train.sh and pass it with --ckpt_path FILE '
+                         'or save it under that name')
+    return path
+
+
 def train_parser():
     p = ArgumentParser(description='Train Deep Image Matting (one stage of the paper\'s schedule).')
     _add_common(p)
@@ -156,6 +171,7 @@ def demo_parser():
                         'each is scaled to cover the image and centre-cropped (default: the '
                         'bundled imgs/background.png)')
     p.add_argument('--no_refine', action='store_true', help='use the encoder-decoder alpha only')
+    _add_expected_width(p)
     return p
 
 
@@ -178,6 +194,7 @@ def evaluate_parser():
                    help='checkpoint for --method dim '
                         f'(default: {os.path.relpath(DEFAULT_CHECKPOINT, ROOT)})')
     p.add_argument('--no_refine', action='store_true', help='dim: encoder-decoder alpha only')
+    _add_expected_width(p)
     p.add_argument('--out_dir', default='results/evaluate',
                    help='metrics.csv, summary.md and figure.png go here (default: %(default)s)')
     p.add_argument('--save_dir', help='keep predicted mattes (8-bit PNG) here: '

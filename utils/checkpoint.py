@@ -79,6 +79,21 @@ def load_checkpoint(path, expect_config=None):
     return model
 
 
+def load_model(path, gpu_id=-1, expect_config=None):
+    """``load_checkpoint``, then move the model to GPU ``gpu_id`` (>= 0) or keep it on the CPU."""
+    model = load_checkpoint(path, expect_config)
+    if gpu_id >= 0:
+        try:
+            device = chainer.get_device(f'@cupy:{gpu_id}')
+        except Exception as e:  # no CuPy, no CUDA, no such GPU
+            reason = (str(e).splitlines() or [''])[0]
+            raise InputError(f'--gpu_id {gpu_id}: cannot use the GPU ({type(e).__name__}: '
+                             f'{reason}); use --gpu_id -1 for the CPU')
+        model.to_device(device)
+        device.use()
+    return model
+
+
 SNAPSHOT_PREFIX = 'snapshot_iter_'
 
 

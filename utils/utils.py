@@ -12,6 +12,7 @@ Compositing follows I = alpha F + (1 - alpha) B.
 This module imports nothing of the project.
 """
 import os
+import sys
 import tempfile
 import warnings
 
@@ -32,6 +33,21 @@ class InputError(Exception):
     """A problem with the user's input: the scripts print its message as one line and exit 1."""
 
 
+def _check_pixel_count(path):
+    """Refuse images above MAX_PIXELS from the file header, before decoding anything."""
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            with Image.open(path) as im:
+                width, height = im.size
+    except Exception:  # not a format PIL knows: the decoder below reports it
+        return
+    if width * height > MAX_PIXELS:
+        raise InputError(f'{path}: {width}x{height} is larger than the '
+                         f'{MAX_PIXELS // 2**20} megapixel limit')
+
+
 def _read_raw(path):
     """Decode an image file to a numpy array without changing its values or dtype."""
     import skimage.io
@@ -41,6 +57,7 @@ def _read_raw(path):
         raise InputError(f'{path}: is a directory, expected an image file')
     if os.path.getsize(path) == 0:
         raise InputError(f'{path}: file is empty')
+    _check_pixel_count(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -135,6 +152,16 @@ def read_trimap(path, warn=True):
     if changed and warn:
         warnings.warn(f'{path}: {changed} trimap pixels were not 0/128/255 and were quantised '
                       f'(<= {TRIMAP_LOW}: background, >= {TRIMAP_HIGH}: foreground, else unknown)')
+    return trimap
+
+
+def read_trimap_reporting(path):
+    """``read_trimap``, its quantisation warning printed as one 'warning: ...' line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        trimap = read_trimap(path)
+    for w in caught:
+        print(f'warning: {w.message}', file=sys.stderr)
     return trimap
 
 
