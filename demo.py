@@ -19,8 +19,8 @@ import numpy as np
 
 import options
 from utils.checkpoint import load_model
-from utils.utils import (UNKNOWN, InputError, composite, list_images, read_image,
-                         read_trimap_reporting, to_uint8, write_png)
+from utils.utils import (UNKNOWN, InputError, composite, estimate_foreground, list_images,
+                         read_image, read_trimap_reporting, to_uint8, write_png)
 
 
 def resolve_inputs(args, parser):
@@ -120,9 +120,8 @@ def run(args, parser):
     write_png(outputs['alpha'], alpha8)
     print(f'wrote {outputs["alpha"]}')
 
-    from pymatting import estimate_foreground_ml
-    alpha = alpha8.astype(np.float64) / 255.0  # what the saved matte says
-    fg = np.clip(estimate_foreground_ml(image.astype(np.float64), alpha), 0.0, 1.0)
+    alpha = alpha8.astype(np.float32) / 255.0  # what the saved matte says
+    fg, _ = estimate_foreground(image, alpha)
     write_png(outputs['cutout'], np.dstack([to_uint8(fg), alpha8]))
     print(f'wrote {outputs["cutout"]}')
 

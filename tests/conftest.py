@@ -20,3 +20,12 @@ def shared_data():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope='session')
+def composition_root(tmp_path_factory):
+    """A tiny composition-layout dataset (6 synthetic 96x96 foregrounds), written once."""
+    from utils import synthetic
+    root = tmp_path_factory.mktemp('composition_tiny')
+    synthetic.write_composition_dataset(str(root), 6, np.random.default_rng(0), size=(96, 96))
+    return str(root)

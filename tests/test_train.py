@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import train
-from utils import synthetic
 from utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,11 +18,9 @@ TINY = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96'
         '--batch_size', '4', '--log_frq', '5', '--seed', '0']
 
 
-@pytest.fixture(scope='module')
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    synthetic.write_composition_dataset(str(root), 6, np.random.default_rng(0), size=(96, 96))
-    return str(root)
+@pytest.fixture
+def dataset(composition_root):
+    return composition_root
 
 
 def read_log(log_root):

@@ -29,8 +29,9 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
-from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, composite, hwc_to_chw,
-                         list_images, read_alpha, read_image, read_trimap)
+from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, composite,
+                         estimate_foreground, hwc_to_chw, list_images, read_alpha, read_image,
+                         read_trimap)
 
 CROP_SIZES = (320, 480, 640)
 
@@ -103,13 +104,10 @@ def seed_layout_files(root, trimap_sets=None, names=None, exclude=()):
 @functools.lru_cache(maxsize=None)
 def _estimated_fg_bg(image_path, alpha_path):
     """(image, alpha, F, B) with F and B estimated by pymatting (cached: it takes ~1 s)."""
-    from pymatting import estimate_foreground_ml
     image, alpha = read_image(image_path), read_alpha(alpha_path)
     if image.shape[:2] != alpha.shape:
         raise InputError(f'{alpha_path}: size {alpha.shape} differs from image {image.shape[:2]}')
-    fg, bg = estimate_foreground_ml(image.astype(np.float64), alpha.astype(np.float64),
-                                    return_background=True)
-    return image, alpha, np.clip(fg, 0, 1).astype(np.float32), np.clip(bg, 0, 1).astype(np.float32)
+    return (image, alpha) + estimate_foreground(image, alpha)
 
 
 def _estimated_fg_alpha(image_path, alpha_path):

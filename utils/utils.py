@@ -178,6 +178,23 @@ def composite(alpha, fg, bg):
     return (a * fg + (1.0 - a) * bg).astype(np.float32)
 
 
+def estimate_foreground(image, alpha):
+    """Foreground and background colours from I and alpha (pymatting's ``estimate_foreground_ml``).
+
+    Args:
+        image: (H, W, 3) in [0, 1]; alpha: (H, W) in [0, 1].
+    Returns:
+        (F, B), float32 (H, W, 3) in [0, 1]. Images under 2 pixels a side (which pymatting's
+        multi-level solver cannot take) get F = B = I.
+    """
+    if min(alpha.shape) < 2:
+        return image.astype(np.float32), image.astype(np.float32)
+    from pymatting import estimate_foreground_ml
+    fg, bg = estimate_foreground_ml(image.astype(np.float64), alpha.astype(np.float64),
+                                    return_background=True)
+    return np.clip(fg, 0, 1).astype(np.float32), np.clip(bg, 0, 1).astype(np.float32)
+
+
 def to_uint8(x):
     """[0, 1] floats -> uint8 with rounding."""
     return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
