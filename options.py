@@ -94,10 +94,10 @@ def train_parser():
     d.add_argument('--n_bg', type=positive_int, default=1,
                    help='backgrounds per foreground when compositing (paper: 100)')
     d.add_argument('--trimap_sets', nargs='+', help='seed layout: trimap sets to use (default all)')
-    d.add_argument('--val_root', help='dataset for validation (default: held back from the first '
-                                      '--dataset_root by --val_names)')
+    d.add_argument('--val_root', help='dataset for validation (default: the --val_names images, '
+                                      'else every tenth training example)')
     d.add_argument('--val_names', nargs='+', default=[],
-                   help='image names held back from training for validation')
+                   help="image names held back from training for validation (seed layout)")
     d.add_argument('--H', type=positive_int, default=320, help='training crop height after resizing')
     d.add_argument('--W', type=positive_int, default=320,
                    help='training crop width after resizing (must equal --H)')

@@ -17,7 +17,7 @@ from utils.checkpoint import (SNAPSHOT_PREFIX, load_checkpoint, resume_from_late
                               save_checkpoint)
 from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
                               ModelCheckpoint, TrainingDiverged)
-from utils.loader import AugmentedDataset, MattingTransform, make_dataset
+from utils.loader import AugmentedDataset, MattingTransform, make_dataset, seed_layout_files
 from utils.utils import InputError
 from utils.vgg import read_vgg16_params
 
@@ -37,6 +37,17 @@ def build_model(args):
     return model
 
 
+def seed_layout_root(roots, names):
+    """The first seed-layout root among ``roots`` that holds images called ``names``."""
+    for root in roots:
+        try:
+            seed_layout_files(root, names=names)
+            return root
+        except InputError:
+            continue
+    raise InputError(f'--val_names {" ".join(names)}: no seed-layout --dataset_root has them')
+
+
 def build_datasets(args):
     """(training, validation) datasets of augmented examples."""
     kernel = tuple(args.trimap_kernel)
@@ -48,8 +59,9 @@ def build_datasets(args):
     raw = raws[0] if len(raws) == 1 else chainer.datasets.ConcatenatedDataset(*raws)
     if args.val_root:
         val_raw = make_dataset(args.val_root, **common)
-    elif args.val_names:
-        val_raw = make_dataset(args.dataset_root[0], names=args.val_names, **common)
+    elif args.val_names:  # the held-back photographs as they are (no re-compositing)
+        val_raw = make_dataset(seed_layout_root(args.dataset_root, args.val_names),
+                               names=args.val_names, trimap_sets=args.trimap_sets)
     else:  # hold back every tenth example (at least one)
         held = np.arange(len(raw)) % 10 == min(9, len(raw) - 1)
         order = np.concatenate([np.flatnonzero(held), np.flatnonzero(~held)])

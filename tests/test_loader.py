@@ -17,12 +17,10 @@ def composition_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope='module')
-def seed_root(tmp_path_factory):
-    """A seed-layout dataset: input/ gt/ trimap/wide/, made from synthetic composites."""
-    root = tmp_path_factory.mktemp('seed')
+def make_seed_dataset(root, count=2):
+    """A seed-layout dataset: input/ gt/ trimap/wide/ im<i>.png, from synthetic composites."""
     rng = np.random.default_rng(7)
-    for i in range(2):
+    for i in range(count):
         alpha = synthetic.make_alpha(rng, 80, 96)
         image = composite(alpha, synthetic.make_foreground(rng, 80, 96),
                           synthetic.make_background(rng, 80, 96))
@@ -31,6 +29,11 @@ def seed_root(tmp_path_factory):
         write_png(str(root / 'gt' / f'im{i}.png'), alpha)
         write_png(str(root / 'trimap' / 'wide' / f'im{i}.png'), trimap)
     return root
+
+
+@pytest.fixture(scope='module')
+def seed_root(tmp_path_factory):
+    return make_seed_dataset(tmp_path_factory.mktemp('seed'))
 
 
 def check_example(example, size):

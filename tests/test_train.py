@@ -94,3 +94,15 @@ def test_bad_options_give_one_line(tmp_path, dataset):
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert proc.returncode != 0
         assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_val_names_hold_back_photographs_from_any_root(dataset, tmp_path):
+    from tests.test_loader import make_seed_dataset
+    seed_root = make_seed_dataset(tmp_path / 'seed', count=3)
+    args = train.options.train_parser().parse_args(
+        ['--dataset_root', dataset, str(seed_root), '--val_names', 'im1', '--H', '32', '--W', '32',
+         '--crop_sizes', '32'])
+    training, validation = train.build_datasets(args)
+    train_names = {training.raw[i]['name'] for i in range(len(training.raw))}
+    assert 'im1.png' not in train_names and {'im0.png', 'im2.png'} <= train_names
+    assert len(validation) == 1 and validation._dataset.raw[0]['name'] == 'im1.png'
