@@ -20,7 +20,8 @@ import numpy as np
 import options
 from utils.checkpoint import load_model
 from utils.utils import (UNKNOWN, InputError, composite, estimate_foreground, list_images,
-                         read_image, read_trimap_reporting, to_uint8, write_png)
+                         read_image, read_trimap_reporting, refuse_overwriting_inputs, to_uint8,
+                         write_png)
 
 
 def resolve_inputs(args, parser):
@@ -63,15 +64,6 @@ def output_paths(out_dir, image_path, backgrounds):
             bg_stem = os.path.basename(bg).replace('.', '_')
         paths[bg] = os.path.join(out_dir, f'{stem}_over_{bg_stem}.png')
     return paths
-
-
-def refuse_overwriting_inputs(outputs, inputs):
-    """Raise InputError if an output path is one of the input files."""
-    real_inputs = {os.path.realpath(p) for p in inputs}
-    for path in outputs:
-        if os.path.realpath(path) in real_inputs:
-            raise InputError(f'{path}: output would overwrite an input file; '
-                             'choose another --out_dir')
 
 
 def cover(background, height, width):

@@ -24,7 +24,8 @@ from utils.checkpoint import load_model
 from utils.loader import seed_layout_files
 from utils.metrics import evaluate_all
 from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, atomic_write, read_alpha,
-                         read_image, read_trimap_reporting, to_uint8, write_png)
+                         read_image, read_trimap_reporting, refuse_overwriting_inputs, to_uint8,
+                         write_png)
 
 METRICS = ('SAD', 'MSE', 'Grad', 'Conn')
 PRED_DIR_METHOD = 'pred_dir'
@@ -105,10 +106,6 @@ def make_methods(args):
 
 def dim_method(args):
     """The checkpoint's DIM.predict (as the demo loads it)."""
-    if args.ckpt_path == options.DEFAULT_CHECKPOINT and not os.path.exists(args.ckpt_path):
-        raise InputError(f'no trained checkpoint is shipped yet ({args.ckpt_path} does not exist): '
-                         'train one with scripts/train.sh and pass it with --ckpt_path FILE, or '
-                         'score other methods (--method closed_form knn, --pred_dir DIR)')
     model = load_model(options.checked_checkpoint(args.ckpt_path), args.gpu_id,
                        expect_config={'width': args.width} if args.width else None)
     return lambda image, trimap, example: model.predict(image, trimap, refine=not args.no_refine)
@@ -138,14 +135,6 @@ def thumbnail(x):
     """Downscale (nearest) so that the longest side is at most THUMBNAIL_SIDE."""
     step = max(1, int(np.ceil(max(x.shape[:2]) / THUMBNAIL_SIDE)))
     return np.ascontiguousarray(x[::step, ::step])
-
-
-def check_outputs(paths, inputs):
-    """Raise InputError if an output path is one of the input files."""
-    real_inputs = {os.path.realpath(p) for p in inputs if p}
-    for path in paths:
-        if os.path.realpath(path) in real_inputs:
-            raise InputError(f'{path}: output would overwrite an input file; choose another folder')
 
 
 def mean_rows(rows, methods, sets):
@@ -265,7 +254,7 @@ def run(args):
                 saved[name, trimap_set, method] = os.path.join(
                     args.save_dir, method, trimap_set, os.path.splitext(name)[0] + '.png')
     inputs = [p for example in examples for p in example[1:3] + example[4:]]
-    check_outputs(outputs + list(saved.values()), inputs + [args.ckpt_path])
+    refuse_overwriting_inputs(outputs + list(saved.values()), inputs + [args.ckpt_path])
 
     rows, panels = [], []
     total = len(examples) * len(methods)

@@ -17,7 +17,7 @@ import numpy as np
 from chainer import initializers
 
 from nnet.fast_conv import Convolution2D
-from nnet.fast_pool import max_pooling_2x2, unpooling_2x2
+from nnet.fast_pool import max_pooling_2x2, relu, unpooling_2x2
 
 VGG_MEAN = np.array([123.68, 116.779, 103.939], np.float32) / 255.0  # RGB, ImageNet
 DOWNSAMPLING = 32  # five 2x2 max-poolings
@@ -98,15 +98,15 @@ class EncoderDecoder(chainer.Chain):
         pooled = []  # (indices, size before pooling) per stage, for unpooling
         for stage in ENCODER_STAGES:
             for name, _ in stage:
-                h = F.relu(self[name](h))
+                h = relu(self[name](h), inplace=True)  # = F.relu, in the conv output's memory
             size = h.shape[2:]
             h, indices = max_pooling_2x2(h)  # = F.max_pooling_2d(h, 2, 2, return_indices)
             pooled.append((indices, size))
-        h = F.relu(self.conv6(h))
-        h = F.relu(self.deconv6(h))
+        h = relu(self.conv6(h), inplace=True)
+        h = relu(self.deconv6(h), inplace=True)
         for (name, _, _), (indices, size) in zip(DECODER[1:], reversed(pooled)):
             h = unpooling_2x2(h, indices, size)  # = F.upsampling_2d(h, indices, 2, 2, outsize)
-            h = F.relu(self[name](h))
+            h = relu(self[name](h), inplace=True)
         return F.sigmoid(self.pred(h))
 
     def load_vgg16(self, params):

@@ -235,6 +235,15 @@ def atomic_write(path, write_fn, suffix=None):
             os.remove(tmp)
 
 
+def refuse_overwriting_inputs(outputs, inputs):
+    """Raise InputError if any output path is one of the input files (links resolved)."""
+    real_inputs = {os.path.realpath(p) for p in inputs if p}
+    for path in outputs:
+        if os.path.realpath(path) in real_inputs:
+            raise InputError(f'{path}: output would overwrite an input file; '
+                             'choose another output folder')
+
+
 def write_png(path, array):
     """Atomically write a uint8 (H, W), (H, W, 3) or (H, W, 4) array as PNG."""
     import skimage.io
