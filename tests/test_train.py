@@ -31,7 +31,7 @@ def read_log(log_root):
 def test_training_lowers_loss_and_writes_outputs(dataset, tmp_path):
     log_root = str(tmp_path / 'run')
     code = train.main(['--dataset_root', dataset, '--log_root', log_root, '--max_iter', '60',
-                       '--base_lr', '1e-3', '--ckpt_frq', '30', '--val_frq', '30'] + TINY)
+                       '--base_lr', '3e-3', '--ckpt_frq', '30', '--val_frq', '30'] + TINY)
     assert code == 0
     losses = [e['main/loss'] for e in read_log(log_root)]
     assert len(losses) == 12
@@ -41,7 +41,7 @@ def test_training_lowers_loss_and_writes_outputs(dataset, tmp_path):
         assert os.path.getsize(os.path.join(log_root, name)) > 0, name
     assert 'validation/main/SAD' in read_log(log_root)[-1]
     saved = json.load(open(os.path.join(log_root, 'options.json')))
-    assert saved['base_lr'] == 1e-3 and saved['stage'] == 1
+    assert saved['base_lr'] == 3e-3 and saved['stage'] == 1
     assert load_checkpoint(os.path.join(log_root, 'model_final.npz')).config == {'width': 0.125}
 
 
