@@ -1,17 +1,38 @@
-"""2x2 max-pooling with indices and the matching unpooling, fast on CPU.
+"""2x2 max-pooling with indices, the matching unpooling and ReLU, fast and lean on CPU.
 
-``max_pooling_2x2(x)`` is ``F.max_pooling_2d(x, 2, stride=2, return_indices=True)`` and
+``max_pooling_2x2(x)`` is ``F.max_pooling_2d(x, 2, stride=2, return_indices=True)``,
 ``unpooling_2x2(x, indexes, outsize)`` is ``F.upsampling_2d(x, indexes, ksize=2, stride=2,
-outsize=outsize)``: the same values, and the same gradients. For NumPy arrays with even H and W
-they run as the ``FunctionNode``s below -- a few whole-array NumPy passes over the four strided
-views of each 2x2 window instead of Chainer's im2col/col2im -- with int8 window indices
-(0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right, the first maximum in that order,
-as ``argmax`` picks it). Anything else (CuPy, odd sizes) goes to the stock functions.
+outsize=outsize)`` and ``relu(x)`` is ``F.relu(x)``: the same values and the same gradients. For
+NumPy arrays (pooling: even H and W) they run as the ``FunctionNode``s below: a few whole-array
+NumPy passes over the four strided views of each 2x2 window instead of Chainer's im2col/col2im,
+int8 window indices (0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; the first
+maximum in that order, as ``argmax`` picks it), outputs in the input's memory layout
+(channels-last stays channels-last), and the work split by rows over the threads of
+``nnet.fast_conv.run_parallel``. ``relu(x, inplace=True)`` writes into x's memory: for an x that
+nothing else uses (a convolution's output), one full-size array less.
+
+Anything else (CuPy, odd sizes) goes to the stock functions, and so does everything under
+``chainer.using_config('fast_cpu', False)`` (``nnet.fast_conv.stock_path()``).
 """
 import chainer
 import chainer.functions as F
 import numpy as np
 from chainer import function_node
+from chainer.functions.activation.relu import ReLUGrad2
+
+from nnet import fast_conv
+
+chainer.global_config.fast_cpu = True
+
+
+def _by_rows(rows, total_size, fn):
+    """fn(r0, r1) over chunks of ``rows`` rows, in parallel when there is enough work."""
+    n_chunks = max(1, min(rows, 4 * fast_conv.blas_threads(),
+                          total_size // fast_conv.THREAD_CHUNK))
+    step = -(-rows // n_chunks)
+    starts = range(0, rows, step)
+    fast_conv.run_parallel(len(starts),
+                           lambda worker, j: fn(starts[j], min(starts[j] + step, rows)))
 
 
 def _corners(a):
@@ -21,16 +42,32 @@ def _corners(a):
     return a6[:, :, :, 0, :, 0], a6[:, :, :, 0, :, 1], a6[:, :, :, 1, :, 0], a6[:, :, :, 1, :, 1]
 
 
+def _empty(shape, like, dtype=None):
+    """np.empty of an NCHW shape, in like's memory layout when that is channels-last."""
+    dtype = like.dtype if dtype is None else dtype
+    if like.strides[1] < like.strides[3] and like.shape[1] > 1:
+        n, c, h, w = shape
+        return np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+    return np.empty(shape, dtype)
+
+
 def _pool(x):
     """(max over each 2x2 window, int8 index of its first maximum)."""
-    a, b, c, d = _corners(x)
-    top = np.maximum(a, b)
-    bottom = np.maximum(c, d)
-    i_top = (b > a).view(np.int8)  # 0 or 1: ties keep the first
-    i_bottom = (d > c).view(np.int8)
-    i_bottom += 2
-    y = np.maximum(top, bottom)
-    indexes = np.where(bottom > top, i_bottom, i_top)
+    n, c, h, w = x.shape
+    y = _empty((n, c, h // 2, w // 2), x)
+    indexes = _empty((n, c, h // 2, w // 2), x, np.int8)
+
+    def rows(r0, r1):
+        a, b, cc, d = _corners(x[:, :, 2 * r0:2 * r1])
+        top = np.maximum(a, b)
+        bottom = np.maximum(cc, d)
+        i_top = (b > a).view(np.int8)  # 0 or 1: ties keep the first
+        i_bottom = (d > cc).view(np.int8)
+        i_bottom += 2
+        np.maximum(top, bottom, out=y[:, :, r0:r1])
+        indexes[:, :, r0:r1] = np.where(bottom > top, i_bottom, i_top)
+
+    _by_rows(h // 2, x.size, rows)
     return y, indexes
 
 
@@ -41,30 +78,38 @@ def _scatter(x, indexes):
     included, lands unchanged and the other positions are +0.0, exactly like F.upsampling_2d.
     """
     n, c, h, w = x.shape
-    if x.itemsize == 4:
-        ints = np.int32
-    elif x.itemsize == 8:
-        ints = np.int64
-    else:
-        out = np.zeros((n, c, 2 * h, 2 * w), x.dtype)
-        for k, view in enumerate(_corners(out)):
-            np.copyto(view, x, where=(indexes == k))
-        return out
-    out = np.empty((n, c, 2 * h, 2 * w), x.dtype)
-    xi = x.view(ints)
-    for k, view in enumerate(_corners(out.view(ints))):
-        mask = (indexes == k).view(np.int8)
-        np.negative(mask, out=mask)  # 0 or -1 (all bits set once widened)
-        np.bitwise_and(xi, mask, out=view)
+    out = _empty((n, c, 2 * h, 2 * w), x)
+    ints = {4: np.int32, 8: np.int64}.get(x.itemsize)
+
+    def rows(r0, r1):
+        xs, idx, o = x[:, :, r0:r1], indexes[:, :, r0:r1], out[:, :, 2 * r0:2 * r1]
+        if ints is None:
+            o[...] = 0
+            for k, view in enumerate(_corners(o)):
+                np.copyto(view, xs, where=(idx == k))
+            return
+        for k, view in enumerate(_corners(o.view(ints))):
+            mask = (idx == k).view(np.int8)
+            np.negative(mask, out=mask)  # 0 or -1 (all bits set once widened)
+            np.bitwise_and(xs.view(ints), mask, out=view)
+
+    _by_rows(h, out.size, rows)
     return out
 
 
 def _gather(g, indexes):
     """(N, C, H/2, W/2): g at each 2x2 window's position indexes."""
-    a, b, c, d = _corners(g)
-    out = np.array(a)
-    for k, view in ((1, b), (2, c), (3, d)):
-        np.copyto(out, view, where=(indexes == k))
+    n, c, h, w = g.shape
+    out = _empty((n, c, h // 2, w // 2), g)
+
+    def rows(r0, r1):
+        a, b, cc, d = _corners(g[:, :, 2 * r0:2 * r1])
+        o, idx = out[:, :, r0:r1], indexes[:, :, r0:r1]
+        o[...] = a
+        for k, view in ((1, b), (2, cc), (3, d)):
+            np.copyto(o, view, where=(idx == k))
+
+    _by_rows(h // 2, g.size, rows)
     return out
 
 
@@ -110,13 +155,40 @@ class Gather2x2(function_node.FunctionNode):
         return Unpooling2x2(self.indexes).apply(grad_outputs)
 
 
+class ReLU(function_node.FunctionNode):
+    """max(x, 0), by row chunks over the threads; into x's own memory when ``inplace``."""
+
+    def __init__(self, inplace=False):
+        self.inplace = inplace
+
+    def forward(self, inputs):
+        x, = inputs
+        y = x if self.inplace and x.flags.writeable else _empty(x.shape, x)
+
+        def rows(r0, r1):
+            np.maximum(x[:, :, r0:r1], 0, out=y[:, :, r0:r1])
+
+        _by_rows(x.shape[2], x.size, rows)
+        self.retain_outputs((0,))
+        return y,
+
+    def backward(self, indexes, grad_outputs):
+        y, = self.get_retained_outputs()
+        return ReLUGrad2(y.array).apply(grad_outputs)
+
+
 def _numpy_float(a):
-    return type(a) is np.ndarray and a.dtype.kind == 'f' and a.ndim == 4
+    return (getattr(chainer.config, 'fast_cpu', True) and type(a) is np.ndarray
+            and a.dtype.kind == 'f' and a.ndim == 4)
+
+
+def _array(x):
+    return chainer.as_array(x) if isinstance(x, chainer.Variable) else x
 
 
 def max_pooling_2x2(x):
     """``F.max_pooling_2d(x, 2, stride=2, return_indices=True)``: (y, indexes)."""
-    arr = chainer.as_array(x) if isinstance(x, chainer.Variable) else x
+    arr = _array(x)
     if _numpy_float(arr) and arr.shape[2] % 2 == 0 and arr.shape[3] % 2 == 0:
         node = MaxPooling2x2()
         y, = node.apply((x,))
@@ -126,8 +198,16 @@ def max_pooling_2x2(x):
 
 def unpooling_2x2(x, indexes, outsize):
     """``F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)``."""
-    arr = chainer.as_array(x) if isinstance(x, chainer.Variable) else x
+    arr = _array(x)
     if (_numpy_float(arr) and type(indexes) is np.ndarray and indexes.shape == arr.shape
             and tuple(outsize) == (2 * arr.shape[2], 2 * arr.shape[3])):
         return Unpooling2x2(indexes).apply((x,))[0]
     return F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)
+
+
+def relu(x, inplace=False):
+    """``F.relu(x)``. With ``inplace``, the result may share x's memory (x's values are then
+    gone): only for an x that nothing else uses, such as a convolution's output."""
+    if _numpy_float(_array(x)):
+        return ReLU(inplace).apply((x,))[0]
+    return F.relu(x)

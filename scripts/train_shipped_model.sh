@@ -19,7 +19,7 @@ COMMON=(--dataset_root "$LOG/synthetic" $A $A $A $A --bg_dir "$DATA/backgrounds/
 python train.py "${COMMON[@]}" --stage 1 --max_iter 1400 --ckpt_frq 200 --val_frq 200 --log_root "$LOG/stage1"
 python train.py "${COMMON[@]}" --stage 2 --max_iter 150 --ckpt_frq 50 --val_frq 50 \
     --init_from "$LOG/stage1/model_final.npz" --log_root "$LOG/stage2"
-python train.py "${COMMON[@]}" --stage 3 --max_iter 700 --ckpt_frq 100 --val_frq 100 \
+python train.py "${COMMON[@]}" --stage 3 --max_iter 600 --ckpt_frq 100 --val_frq 100 \
     --init_from "$LOG/stage2/model_final.npz" --log_root "$LOG/stage3"
 cp "$LOG/stage3/model_final.npz" ckpt/dim_w025.npz
 echo "wrote ckpt/dim_w025.npz"

@@ -87,11 +87,21 @@ def test_unpooling_restores_argmax_positions(rng):
     assert not np.array_equal(F.unpooling_2d(pooled, 2, outsize=(8, 6)).array, up)
 
 
-def test_decoder_uses_index_unpooling():
+def test_decoder_uses_index_unpooling(rng):
+    """The model's unpooling is F.upsampling_2d with indices, never F.unpooling_2d."""
+    from nnet.fast_pool import max_pooling_2x2, unpooling_2x2
     source = Path(EncoderDecoder.forward.__code__.co_filename).read_text()
-    calls = {node.func.attr for node in ast.walk(ast.parse(source))
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
-    assert 'upsampling_2d' in calls and 'unpooling_2d' not in calls
+    calls = {node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+             for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
+             and isinstance(node.func, (ast.Attribute, ast.Name))}
+    assert 'unpooling_2x2' in calls and 'unpooling_2d' not in calls
+    x = rng.standard_normal((2, 3, 8, 10)).astype(np.float32)
+    pooled, indices = max_pooling_2x2(x)
+    ours = unpooling_2x2(pooled, indices, (8, 10)).array
+    ref_pooled, ref_indices = F.max_pooling_2d(x, 2, stride=2, return_indices=True)
+    np.testing.assert_array_equal(pooled.array, ref_pooled.array)
+    np.testing.assert_array_equal(
+        ours, F.upsampling_2d(ref_pooled, ref_indices, ksize=2, stride=2, outsize=(8, 10)).array)
 
 
 def test_network_input_convention(rng):

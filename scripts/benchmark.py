@@ -1,0 +1,367 @@
+"""CPU speed and memory of the full DIM encoder-decoder: this project's path against stock Chainer
+and (when ``import torch`` works) the same network in PyTorch.
+
+Cases, batch 1: 320x320 forward (no_backprop, train=False), 320x320 forward+backward (train=True,
+loss = sum of the output, gradients of all parameters), and a 1920x1080 forward (the input padded
+to 1920x1088 as ``DIM.forward`` does, no_backprop, train=False). For each case and implementation:
+median seconds over ``--repeats`` timed runs (after one warm-up run), the achieved GFLOP/s
+counting the convolutions' multiply-adds analytically (2 FLOPs each; forward+backward counts the
+forward, the weight gradients and the input gradients of every layer but the first), and the
+peak resident memory (ru_maxrss) of a process that ran only that case and implementation.
+
+Each (case, implementation) runs in its own fresh worker process; the workers of one case take
+their runs in turns (fast, torch, stock, fast, torch, ...) so that a background load on the
+shared machine hits them alike. Speed comparisons are the ratios of one run of this script.
+
+Usage: scripts/bench.sh [--repeats 5] [--big-repeats 2] [--width 1.0] [--threads N]
+                        [--no-torch] [--no-stock] [--no-big]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+CASES = {  # name: (label, height, width, backward)
+    'fwd320': ('320x320 forward', 320, 320, False),
+    'fwdbwd320': ('320x320 forward+backward', 320, 320, True),
+    'fwd1080': ('1920x1080 forward', 1080, 1920, False),
+}
+IMPLS = {'fast': 'chainer (this project)', 'stock': 'chainer stock', 'torch': 'pytorch'}
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP count
+# ---------------------------------------------------------------------------------------------
+def conv_layers(width, height, img_width):
+    """[(name, in_ch, out_ch, k, H, W)] of the encoder-decoder's convolutions at that input."""
+    from nnet.model import CONV6, DECODER, ENCODER_STAGES, scaled
+    layers, size, in_ch = [], (height, img_width), 4
+    for stage in ENCODER_STAGES:
+        for name, ch in stage:
+            layers.append((name, in_ch, scaled(ch, width), 3) + size)
+            in_ch = scaled(ch, width)
+        size = (size[0] // 2, size[1] // 2)
+    name, ch, k = CONV6
+    layers.append((name, in_ch, scaled(ch, width), k) + size)
+    in_ch = scaled(ch, width)
+    for i, (name, ch, k) in enumerate(DECODER):
+        if i:
+            size = (size[0] * 2, size[1] * 2)
+        layers.append((name, in_ch, scaled(ch, width), k) + size)
+        in_ch = scaled(ch, width)
+    layers.append(('pred', in_ch, 1, 5) + size)
+    return layers
+
+
+def conv_flops(width, height, img_width, backward):
+    per_layer = [2 * ci * co * k * k * h * w for _, ci, co, k, h, w in
+                 conv_layers(width, height, img_width)]
+    total = sum(per_layer)
+    if backward:  # weight gradients of all layers, input gradients of all but the first
+        total += sum(per_layer) + sum(per_layer[1:])
+    return total
+
+
+def padded(height, img_width):
+    from nnet.model import DOWNSAMPLING
+    up = lambda v: -(-v // DOWNSAMPLING) * DOWNSAMPLING  # noqa: E731
+    return up(height), up(img_width)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker: one implementation, one case; runs on request
+# ---------------------------------------------------------------------------------------------
+def make_input(height, img_width):
+    """The padded network input of a fixed random picture and trimap, (1, 4, H', W') float32."""
+    import numpy as np
+    from nnet.model import network_input, pad_to_multiple
+    rng = np.random.RandomState(0)
+    image = rng.rand(1, 3, height, img_width).astype(np.float32)
+    trimap = rng.choice(np.array([0.0, 128 / 255, 1.0], np.float32), (1, 1, height, img_width))
+    x, _ = pad_to_multiple(network_input(image, trimap))
+    return x
+
+
+def chainer_model(width):
+    import numpy as np
+    from nnet.model import EncoderDecoder
+    np.random.seed(0)  # Chainer's initializers draw from NumPy's global generator
+    return EncoderDecoder(width)
+
+
+def chainer_runner(width, x, backward, stock):
+    import chainer
+    import chainer.functions as F
+    from nnet.fast_conv import stock_path
+    import contextlib
+    model = chainer_model(width)
+
+    def run():
+        ctx = stock_path() if stock else contextlib.nullcontext()
+        with ctx:
+            if backward:
+                model.cleargrads()
+                with chainer.using_config('train', True):
+                    y = model(x)
+                    F.sum(y).backward()
+                return float(y.array.sum())
+            with chainer.using_config('train', False), chainer.no_backprop_mode():
+                y = model(x)
+            return float(y.array.sum())
+    return run
+
+
+def torch_runner(width, x, backward, threads):
+    import numpy as np
+    import torch
+    from torch import nn
+    from nnet.model import DECODER, ENCODER_STAGES
+    torch.set_num_threads(threads)
+    params = {name: (link.W.array, link.b.array)  # same weights as the Chainer workers
+              for name, link in chainer_model(width).namedlinks(skipself=True)}
+
+    def conv(name):
+        W, b = params['/' + name]
+        out_ch, in_ch, k, _ = W.shape
+        m = nn.Conv2d(in_ch, out_ch, k, padding=k // 2)
+        m.weight.data = torch.from_numpy(np.array(W))
+        m.bias.data = torch.from_numpy(np.array(b))
+        return m
+
+    class EncoderDecoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stages = nn.ModuleList(nn.ModuleList(conv(name) for name, _ in stage)
+                                        for stage in ENCODER_STAGES)
+            self.conv6, self.deconv6 = conv('conv6'), conv('deconv6')
+            self.decoder = nn.ModuleList(conv(name) for name, _, _ in DECODER[1:])
+            self.pred = conv('pred')
+            self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+            self.unpool = nn.MaxUnpool2d(2, 2)
+
+        def forward(self, h):
+            pooled = []
+            for stage in self.stages:
+                for layer in stage:
+                    h = torch.relu(layer(h))
+                size = h.shape[2:]
+                h, indices = self.pool(h)
+                pooled.append((indices, size))
+            h = torch.relu(self.deconv6(torch.relu(self.conv6(h))))
+            for layer, (indices, size) in zip(self.decoder, reversed(pooled)):
+                h = torch.relu(layer(self.unpool(h, indices, output_size=size)))
+            return torch.sigmoid(self.pred(h))
+
+    model = EncoderDecoder()
+    params.clear()
+    xt = torch.from_numpy(x)
+
+    def run():
+        if backward:
+            model.train()
+            model.zero_grad(set_to_none=True)
+            y = model(xt)
+            y.sum().backward()
+            return float(y.detach().sum())
+        model.eval()
+        with torch.no_grad():
+            return float(model(xt).sum())
+    return run
+
+
+def worker(args):
+    label, height, img_width, backward = CASES[args.case]
+    x = make_input(height, img_width)
+    if args.impl == 'torch':
+        run = torch_runner(args.width, x, backward, args.threads)
+    else:
+        run = chainer_runner(args.width, x, backward, args.impl == 'stock')
+    print(json.dumps({'ready': True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != 'run':
+            break
+        t0 = time.perf_counter()
+        check = run()
+        seconds = time.perf_counter() - t0
+        print(json.dumps({'seconds': seconds, 'check': check}), flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({'peak_rss': rss}), flush=True)
+
+
+class Worker:
+    def __init__(self, impl, case, args):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
+                   OMP_NUM_THREADS=str(args.threads))
+        env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+        cmd = [sys.executable, os.path.abspath(__file__), '--worker', '--impl', impl,
+               '--case', case, '--width', str(args.width), '--threads', str(args.threads)]
+        self.impl = impl
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env)
+        self.times, self.checks, self.peak_rss, self.error = [], [], None, None
+        self._read()
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            self.error = f'worker exited ({self.proc.wait()})'
+            return None
+        return json.loads(line)
+
+    def run(self, record=True):
+        if self.error:
+            return
+        self.proc.stdin.write('run\n')
+        self.proc.stdin.flush()
+        out = self._read()
+        if out and record:
+            self.times.append(out['seconds'])
+            self.checks.append(out['check'])
+
+    def close(self):
+        if not self.error:
+            self.proc.stdin.write('exit\n')
+            self.proc.stdin.flush()
+            out = self._read()
+            if out:
+                self.peak_rss = out['peak_rss']
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+def have_torch():
+    try:
+        import torch
+        return bool(torch.__version__)
+    except Exception:
+        return False
+
+
+def sgemm_ceiling(threads):
+    """GFLOP/s of NumPy's float32 matrix product (2048^3) in a fresh process, best of 5."""
+    code = ('import numpy as np, time\n'
+            'a = np.random.rand(2048, 2048).astype(np.float32); a @ a; best = 1e9\n'
+            'for _ in range(5):\n'
+            '    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n'
+            'print(2 * 2048 ** 3 / best / 1e9)\n')
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
+    return float(out.stdout.strip()) if out.returncode == 0 else float('nan')
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return (v[n // 2] + v[(n - 1) // 2]) / 2 if n else float('nan')
+
+
+def fmt_gb(nbytes):
+    return f'{nbytes / 2 ** 30:6.2f} GB' if nbytes else '     -   '
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description='CPU speed and peak memory of the full DIM encoder-decoder (batch 1): this '
+                    "project's Chainer path, stock Chainer and PyTorch (when installed).")
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='timed runs per case and implementation (median reported); '
+                             'default 5')
+    parser.add_argument('--big-repeats', type=int, default=2,
+                        help='timed runs for the 1920x1080 case (each takes several seconds); '
+                             'default 2')
+    parser.add_argument('--width', type=float, default=1.0,
+                        help='channel multiplier of the network; default 1.0 (the paper)')
+    parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
+                        help='threads for OpenBLAS and PyTorch; default: the usable cores')
+    parser.add_argument('--no-torch', action='store_true', help='skip PyTorch')
+    parser.add_argument('--no-stock', action='store_true', help='skip stock Chainer')
+    parser.add_argument('--no-big', action='store_true', help='skip the 1920x1080 case')
+    parser.add_argument('--cases', default=','.join(CASES),
+                        help=f'comma-separated subset of {",".join(CASES)}')
+    parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--impl', choices=sorted(IMPLS), help=argparse.SUPPRESS)
+    parser.add_argument('--case', choices=sorted(CASES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    from nnet import fast_conv
+    torch_ok = not args.no_torch and have_torch()
+    cases = [c for c in args.cases.split(',') if c]
+    if args.no_big:
+        cases = [c for c in cases if c != 'fwd1080']
+    print(f'DIM encoder-decoder, width {args.width:g}, batch 1, {args.threads} threads, '
+          f'float32; CPU GEMMs via {fast_conv.blas_backend()}; load average before: '
+          f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores')
+    print(f'NumPy float32 matrix product (2048^3): {sgemm_ceiling(args.threads):.0f} GFLOP/s')
+    if not torch_ok:
+        print('PyTorch: ' + ('skipped (--no-torch)' if args.no_torch else
+                             'not installed (pip install torch==2.13.0 to compare)'))
+    print(f'seconds: median of {args.repeats} runs ({args.big_repeats} at 1920x1080) after one '
+          'warm-up; peak memory: max resident set of a process running only that case')
+    print()
+    header = f'{"case":26s} {"implementation":24s} {"seconds":>8s} {"GFLOP/s":>8s} ' \
+             f'{"peak mem":>9s}  notes'
+    print(header)
+    print('-' * len(header))
+    for case in cases:
+        label, height, img_width, backward = CASES[case]
+        ph, pw = padded(height, img_width)
+        flops = conv_flops(args.width, ph, pw, backward)
+        impls = ['fast'] + (['torch'] if torch_ok else [])
+        big = case == 'fwd1080'
+        if not args.no_stock and not big:
+            impls.append('stock')
+        repeats = args.big_repeats if big else args.repeats
+        workers = [Worker(impl, case, args) for impl in impls]
+        for w in workers:  # warm-up
+            w.run(record=False)
+        for _ in range(repeats):
+            for w in workers:
+                w.run()
+        for w in workers:
+            w.close()
+        results = {w.impl: w for w in workers}
+        first = True
+        for w in workers:
+            name = label
+            if w.error or not w.times:
+                print(f'{name if first else "":26s} {IMPLS[w.impl]:24s} failed: {w.error}')
+                first = False
+                continue
+            t = median(w.times)
+            note = ''
+            if w.impl != 'fast' and results['fast'].checks and w.checks:
+                a, b = results['fast'].checks[0], w.checks[0]
+                note = f'output sum differs by {abs(a - b) / max(abs(b), 1e-30):.1e} (rel)'
+            print(f'{name if first else "":26s} {IMPLS[w.impl]:24s} {t:8.3f} '
+                  f'{flops / t / 1e9:8.1f} {fmt_gb(w.peak_rss)}  {note}')
+            first = False
+        if big and not args.no_stock:
+            print(f'{"":26s} {IMPLS["stock"]:24s} {"skipped":>8s}  (its im2col needs tens of GB '
+                  'at this size)')
+        fast = results['fast']
+        for other in ('torch', 'stock'):
+            o = results.get(other)
+            if o and o.times and fast.times:
+                print(f'{"":26s} {"ratio chainer/" + other:24s} '
+                      f'{median(fast.times) / median(o.times):8.2f}  (time; < 1 = this project '
+                      'faster)')
+        padding = f', input padded to {pw}x{ph}' if (ph, pw) != (height, img_width) else ''
+        print(f'{"":26s} ({flops / 1e9:.1f} GFLOP of convolutions{padding})')
+        print()
+    print(f'load average after: {os.getloadavg()[0]:.2f} (other processes on the machine slow '
+          'every implementation; compare the ratios)')
+
+
+if __name__ == '__main__':
+    main()
