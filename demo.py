@@ -127,18 +127,7 @@ def run(args, parser):
 def main(argv=None):
     parser = options.demo_parser()
     args = parser.parse_args(argv)
-    try:
-        run(args, parser)
-    except InputError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except OSError as e:  # writing: permissions, full disk, a file where a folder should be
-        print(f'error: {e}'.splitlines()[0], file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ninterrupted', file=sys.stderr)
-        return 130
-    return 0
+    return options.run_reporting_errors(run, args, parser)
 
 
 if __name__ == '__main__':

@@ -300,18 +300,7 @@ def run(args):
 
 def main(argv=None):
     args = options.evaluate_parser().parse_args(argv)
-    try:
-        run(args)
-    except InputError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except OSError as e:  # writing: permissions, full disk, a file where a folder should be
-        print(f'error: {e}'.splitlines()[0], file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ninterrupted', file=sys.stderr)
-        return 130
-    return 0
+    return options.run_reporting_errors(run, args)
 
 
 if __name__ == '__main__':

@@ -202,6 +202,24 @@ def evaluate_parser():
     return p
 
 
+def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
+    """Call ``run(*args)`` and turn the user's problems into one line on stderr and an exit code.
+
+    InputError, OSError (writing: permissions, full disk) and ``errors`` give 'error: ...' and 1;
+    Ctrl-C prints ``interrupted`` and gives 130; success gives 0.
+    """
+    import sys
+    try:
+        run(*args)
+    except (InputError, OSError) + tuple(errors) as e:
+        print(f'error: {e}'.splitlines()[0], file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f'\n{interrupted}', file=sys.stderr)
+        return 130
+    return 0
+
+
 def save_options(args, folder, name='options.json'):
     """Write the resolved options as JSON into ``folder`` (atomic)."""
     text = json.dumps(vars(args), indent=2, sort_keys=True, default=str)

@@ -140,16 +140,9 @@ def run(args):
 
 def main(argv=None):
     args = options.train_parser().parse_args(argv)
-    try:
-        run(args)
-    except (InputError, TrainingDiverged) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ninterrupted: re-run the same command to resume from the last snapshot',
-              file=sys.stderr)
-        return 130
-    return 0
+    return options.run_reporting_errors(
+        run, args, errors=(TrainingDiverged,),
+        interrupted='interrupted: re-run the same command to resume from the last snapshot')
 
 
 if __name__ == '__main__':
