@@ -29,3 +29,13 @@ def composition_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('composition_tiny')
     synthetic.write_composition_dataset(str(root), 6, np.random.default_rng(0), size=(96, 96))
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def ckpt(tmp_path_factory):
+    """A checkpoint of an untrained DIM(0.125): real file, narrow network."""
+    from nnet.model import DIM
+    from utils.checkpoint import save_checkpoint
+    path = tmp_path_factory.mktemp('ckpt') / 'dim.npz'
+    save_checkpoint(str(path), DIM(0.125))
+    return str(path)

@@ -14,8 +14,6 @@ from PIL import Image
 
 import demo
 import options
-from nnet.model import DIM
-from utils.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 53, 77  # not multiples of 32
@@ -29,13 +27,6 @@ def digest(path):
 def one_error_line(stderr):
     lines = stderr.strip().splitlines()
     return len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in stderr
-
-
-@pytest.fixture(scope='module')
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp('ckpt') / 'dim.npz'
-    save_checkpoint(str(path), DIM(0.125))
-    return str(path)
 
 
 @pytest.fixture(scope='module')

@@ -10,9 +10,7 @@ from scipy import ndimage
 
 import evaluate
 import options
-from nnet.model import DIM
 from utils import synthetic
-from utils.checkpoint import save_checkpoint
 from utils.make_demo_images import trimap_from_alpha
 from utils.metrics import evaluate_all
 from utils.utils import composite, read_alpha, read_trimap, to_uint8
@@ -47,13 +45,6 @@ def dataset(tmp_path_factory):
             os.makedirs(root / sub, exist_ok=True)
             skimage.io.imsave(root / sub / name, array, check_contrast=False)
     return root
-
-
-@pytest.fixture(scope='module')
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp('ckpt') / 'dim.npz'
-    save_checkpoint(str(path), DIM(0.125))
-    return str(path)
 
 
 @pytest.fixture(scope='module')
