@@ -206,9 +206,13 @@ def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
     """Call ``run(*args)`` and turn the user's problems into one line on stderr and an exit code.
 
     InputError, OSError (writing: permissions, full disk) and ``errors`` give 'error: ...' and 1;
-    Ctrl-C prints ``interrupted`` and gives 130; success gives 0.
+    Ctrl-C prints ``interrupted`` and gives 130; success gives 0. Before running, freed memory
+    is kept for reuse (``nnet.fast_conv.keep_freed_memory``: faster CPU layers).
     """
     import sys
+
+    from nnet.fast_conv import keep_freed_memory
+    keep_freed_memory()
     try:
         run(*args)
     except (InputError, OSError) + tuple(errors) as e:

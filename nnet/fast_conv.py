@@ -61,9 +61,13 @@ BAND_BYTES = 4 << 20
 HALO_FACTOR = 2  # ... but at least this many times the kh - 1 extra input rows
 # Cap for the im2col buffer of the general (strided) path, bytes.
 COL_BYTES = 64 << 20
-# Stride-1 organisation: None (automatic), or force 'taps', 'col' or 'out' (tests).
+# Stride-1 organisation: None (automatic), or force 'taps', 'col', 'out' or 'wino' (tests;
+# 'wino' where nnet.winograd applies, else 'taps').
 FORCE_MODE = None
 SMALL_K = 256  # im2col when kh * kw * Cin is at most this
+# Winograd (nnet.winograd) for k x k layers with at least WINOGRAD_MIN[k] = (input and output
+# channels, output pixels): below, its transforms cost more than the products they save.
+WINOGRAD_MIN = {3: (128, 256), 5: (256, 1600)}
 # Python threads that share the bands of a convolution (None: as many as OpenBLAS threads).
 THREADS = None
 MIN_BAND_PIXELS = 512  # (rows * Wp) below which a band is not split further for the threads
@@ -79,6 +83,26 @@ def stock_path():
     """Within this context convolutions and poolings run Chainer's stock functions."""
     with chainer.using_config('fast_cpu', False):
         yield
+
+
+def keep_freed_memory(limit=1 << 30):
+    """Ask glibc's malloc to keep freed blocks of up to ``limit`` bytes for reuse instead of
+    returning them to the system (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD).
+
+    Each layer's output and scratch is a fresh array; memory new to the process costs a page
+    fault per 4 KiB on first touch (about 2.7 ms per MB on this project's VM: 70 ms for one
+    320x320x64 float32 activation), while reused memory costs nothing. The peak memory stays the
+    same; the process just keeps it until it exits. Called by train.py, demo.py, evaluate.py
+    and the benchmark (not on import). Returns whether glibc took both settings.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.restype, mallopt.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int]
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    limit = int(min(limit, 2 ** 31 - 1))
+    return bool(mallopt(m_mmap_threshold, limit)) & bool(mallopt(m_trim_threshold, limit))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +339,7 @@ def _crop_negative_pad(x, pad):
 def _s1_mode(c, co, kh, kw):
     """How a stride-1 product is organised (see conv_s1)."""
     if FORCE_MODE:
-        return FORCE_MODE
+        return 'taps' if FORCE_MODE == 'wino' else FORCE_MODE
     if kh * kw * c <= SMALL_K:
         return 'col'  # few input channels: the im2col copy is cheap, one product
     if kh * kw * co <= c:
@@ -483,14 +507,32 @@ def conv_s1(x, taps, b, pad):
     return _nchw_view(out, n, ho, wp, wo, co)
 
 
+def _use_winograd(c, co, ksize, pad, out_size):
+    """Whether a stride-1 convolution goes through nnet.winograd (the kernel it has transforms
+    for, padding 0 .. k - 1, and, unless forced, enough channels and pixels)."""
+    kh, kw = ksize
+    if (kh != kw or kh not in winograd.TRANSFORMS or FORCE_MODE not in (None, 'wino')
+            or not all(0 <= p <= kh - 1 for p in pad) or min(out_size) <= 0):
+        return False
+    min_channels, min_pixels = WINOGRAD_MIN[kh]
+    return FORCE_MODE == 'wino' or (min(c, co) >= min_channels
+                                    and out_size[0] * out_size[1] >= min_pixels)
+
+
 def conv_forward_s1(x, W, b, pad):
-    """Stride-1 convolution, NCHW (see conv_s1)."""
+    """Stride-1 convolution, NCHW (see conv_s1 and nnet.winograd)."""
+    co, c, kh, kw = W.shape
+    out_size = (x.shape[2] + 2 * pad[0] - kh + 1, x.shape[3] + 2 * pad[1] - kw + 1)
+    if _use_winograd(c, co, (kh, kw), pad, out_size):
+        return winograd.conv_forward(x, W, b, pad)
     return conv_s1(x, tap_matrices(W).transpose(0, 1, 3, 2), b, pad)
 
 
 def conv_grad_x_s1(gy, W, pad, in_size):
     """dL/dx of the stride-1 convolution: gy convolved with the flipped, transposed kernel."""
-    kh, kw = W.shape[2:]
+    co, c, kh, kw = W.shape
+    if _use_winograd(co, c, (kh, kw), pad, in_size):
+        return winograd.conv_grad_x(gy, W, pad)
     gx = conv_s1(gy, tap_matrices(W)[::-1, ::-1], None, (kh - 1 - pad[0], kw - 1 - pad[1]))
     assert gx.shape[2:] == tuple(in_size), (gx.shape, in_size)
     return gx
@@ -501,10 +543,14 @@ def conv_grad_w_s1(x, gy, ksize, pad):
 
     Per band, with the padded input rows in ``buf`` (rows * Wp + kw - 1, C) and gy's rows, Wp
     wide with zeros in the extra columns, in ``g`` (n, Cout): taps: gW[tap] += g.T @
-    buf[off:off + n]; col: gW += g.T @ im2col(buf); out (few output channels): gW += G.T @ buf,
-    G holding the kh*kw shifted copies of g side by side. Each thread sums its own bands.
+    buf[off:off + n], g.T stored contiguous (channels first: OpenBLAS runs this shape ~12%
+    faster than with a transposed view); col: gW += g.T @ im2col(buf); out (few output
+    channels): gW += G.T @ buf, G holding the kh*kw shifted copies of g side by side. Each
+    thread sums its own bands.
     """
     kh, kw = ksize
+    if _use_winograd(x.shape[1], gy.shape[1], ksize, pad, gy.shape[2:]) and gy.size:
+        return winograd.conv_grad_w(x, gy, pad)
     x, (ph, pw) = _crop_negative_pad(x, pad)
     n, c, h, w = x.shape
     co, ho, wo = gy.shape[1:]
@@ -520,26 +566,33 @@ def conv_grad_w_s1(x, gy, ksize, pad):
     scratch = {}
     chunks = _channel_chunks(co, len(bands)) if mode == 'taps' else [(0, co)]
 
+    # one band cut into channel chunks: the tasks write disjoint parts of one shared gW
+    shared = np.zeros(gw_shape, dtype) if len(chunks) > 1 and len(bands) == 1 else None
+
     def band(worker, j):
         (i, r0, nr), (c0, c1) = bands[j // len(chunks)], chunks[j % len(chunks)]
         if worker not in scratch:
             scratch[worker] = (
-                np.zeros(gw_shape, dtype), np.zeros((blen, c), dtype),
-                np.zeros((rows * wp, co), dtype),  # gy rows, Wp wide, zeros in extra columns
+                shared if shared is not None else np.zeros(gw_shape, dtype),
+                np.zeros((blen, c), dtype),
+                # gy rows, Wp wide, zeros in the extra columns (taps: channels first)
+                np.zeros((co, rows * wp) if mode == 'taps' else (rows * wp, co), dtype),
                 np.empty((rows * wp, kh * kw * c), dtype) if mode == 'col' else
                 np.zeros((blen, kh * kw * co), dtype) if mode == 'out' else None)
         gw, buf, gbuf, extra = scratch[worker]
         _fill_band(buf, x[i], r0 - ph, nr + kh - 1, wp, pw)
         nb = nr * wp
-        gbuf[:nb].reshape(nr, wp, co)[:, :wo, c0:c1] = \
-            gy[i, c0:c1, r0:r0 + nr].transpose(1, 2, 0)
-        g = gbuf[:nb, c0:c1]
         if mode == 'taps':
+            g_t = gbuf[c0:c1, :nb]
+            g_t.reshape(c1 - c0, nr, wp)[:, :, :wo] = gy[i, c0:c1, r0:r0 + nr]
             for ky in range(kh):
                 for kx in range(kw):
                     off = ky * wp + kx
-                    gemm(g.T, buf[off:off + nb], gw[ky, kx, c0:c1], accumulate=True)
-        elif mode == 'col':
+                    gemm(g_t, buf[off:off + nb], gw[ky, kx, c0:c1], accumulate=True)
+            return
+        gbuf[:nb].reshape(nr, wp, co)[:, :wo] = gy[i, :, r0:r0 + nr].transpose(1, 2, 0)
+        g = gbuf[:nb]
+        if mode == 'col':
             _im2col(buf, extra, nb, kh, kw, wp)
             gemm(g.T, extra[:nb], gw.reshape(co, kh * kw * c), accumulate=True)
         else:
@@ -555,7 +608,7 @@ def conv_grad_w_s1(x, gy, ksize, pad):
     run_parallel(len(bands) * len(chunks), band)
     parts = [s[0] for s in scratch.values()]
     gw = parts[0]
-    for part in parts[1:]:
+    for part in parts[1:] if shared is None else ():
         gw += part
     if mode == 'col':
         return np.ascontiguousarray(gw.transpose(0, 3, 1, 2))
@@ -791,3 +844,6 @@ class Convolution2D(L.Convolution2D):
             return F.convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad,
                                     dilate=self.dilate, groups=self.groups)
         return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad)
+
+
+from nnet import winograd  # noqa: E402  (it uses gemm and run_parallel above)

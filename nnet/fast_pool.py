@@ -8,7 +8,7 @@ NumPy passes over the four strided views of each 2x2 window instead of Chainer's
 int8 window indices (0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; the first
 maximum in that order, as ``argmax`` picks it), outputs in the input's memory layout
 (channels-last stays channels-last), and the work split by rows over the threads of
-``nnet.fast_conv.run_parallel``. ``relu(x, inplace=True)`` writes into x's memory: for an x that
+``nnet.fast_conv.run_parallel`` (ReLU's backward too). ``relu(x, inplace=True)`` writes into x's memory: for an x that
 nothing else uses (a convolution's output), one full-size array less.
 
 Anything else (CuPy, odd sizes) goes to the stock functions, and so does everything under
@@ -18,7 +18,6 @@ import chainer
 import chainer.functions as F
 import numpy as np
 from chainer import function_node
-from chainer.functions.activation.relu import ReLUGrad2
 
 from nnet import fast_conv
 
@@ -174,7 +173,27 @@ class ReLU(function_node.FunctionNode):
 
     def backward(self, indexes, grad_outputs):
         y, = self.get_retained_outputs()
-        return ReLUGrad2(y.array).apply(grad_outputs)
+        return ReLUGrad(y.array).apply(grad_outputs)
+
+
+class ReLUGrad(function_node.FunctionNode):
+    """g where y > 0, else 0 (ReLU's backward; y its output), by row chunks over the threads."""
+
+    def __init__(self, y):
+        self.y = y
+
+    def forward(self, inputs):
+        g, = inputs
+        out = _empty(g.shape, g)
+
+        def rows(r0, r1):
+            np.multiply(g[:, :, r0:r1], self.y[:, :, r0:r1] > 0, out=out[:, :, r0:r1])
+
+        _by_rows(g.shape[2], g.size, rows)
+        return out,
+
+    def backward(self, indexes, grad_outputs):
+        return ReLUGrad(self.y).apply(grad_outputs)
 
 
 def _numpy_float(a):

@@ -14,7 +14,7 @@ their runs in turns (fast, torch, stock, fast, torch, ...) so that a background 
 shared machine hits them alike. Speed comparisons are the ratios of one run of this script.
 
 Usage: scripts/bench.sh [--repeats 5] [--big-repeats 2] [--width 1.0] [--threads N]
-                        [--no-torch] [--no-stock] [--no-big]
+                        [--no-torch] [--no-stock] [--no-big] [--no-keep-freed-memory]
 """
 import argparse
 import json
@@ -34,6 +34,7 @@ CASES = {  # name: (label, height, width, backward)
     'fwd1080': ('1920x1080 forward', 1080, 1920, False),
 }
 IMPLS = {'fast': 'chainer (this project)', 'stock': 'chainer stock', 'torch': 'pytorch'}
+PAUSE = 0.5  # seconds of quiet before each timed run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +180,9 @@ def torch_runner(width, x, backward, threads):
 def worker(args):
     label, height, img_width, backward = CASES[args.case]
     x = make_input(height, img_width)
+    if args.impl == 'fast' and not args.no_keep_freed_memory:
+        from nnet.fast_conv import keep_freed_memory
+        keep_freed_memory()  # as train.py, demo.py and evaluate.py do
     if args.impl == 'torch':
         run = torch_runner(args.width, x, backward, args.threads)
     else:
@@ -202,6 +206,7 @@ class Worker:
         env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
         cmd = [sys.executable, os.path.abspath(__file__), '--worker', '--impl', impl,
                '--case', case, '--width', str(args.width), '--threads', str(args.threads)]
+        cmd += ['--no-keep-freed-memory'] if args.no_keep_freed_memory else []
         self.impl = impl
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env)
@@ -285,6 +290,9 @@ def main():
     parser.add_argument('--no-torch', action='store_true', help='skip PyTorch')
     parser.add_argument('--no-stock', action='store_true', help='skip stock Chainer')
     parser.add_argument('--no-big', action='store_true', help='skip the 1920x1080 case')
+    parser.add_argument('--no-keep-freed-memory', action='store_true',
+                        help="this project's path without nnet.fast_conv.keep_freed_memory() "
+                             '(glibc returns freed memory to the system)')
     parser.add_argument('--cases', default=','.join(CASES),
                         help=f'comma-separated subset of {",".join(CASES)}')
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
@@ -301,7 +309,8 @@ def main():
         cases = [c for c in cases if c != 'fwd1080']
     print(f'DIM encoder-decoder, width {args.width:g}, batch 1, {args.threads} threads, '
           f'float32; CPU GEMMs via {fast_conv.blas_backend()}; load average before: '
-          f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores')
+          f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; this project keeps freed '
+          f"memory: {'no' if args.no_keep_freed_memory else 'yes'}")
     print(f'NumPy float32 matrix product (2048^3): {sgemm_ceiling(args.threads):.0f} GFLOP/s')
     if not torch_ok:
         print('PyTorch: ' + ('skipped (--no-torch)' if args.no_torch else
@@ -327,6 +336,7 @@ def main():
             w.run(record=False)
         for _ in range(repeats):
             for w in workers:
+                time.sleep(PAUSE)  # the previous worker's threads may still spin for a moment
                 w.run()
         for w in workers:
             w.close()

@@ -9,7 +9,7 @@ from nnet import fast_conv, fast_pool
 from nnet.fast_conv import Convolution2D, convolution_2d, stock_path
 from nnet.model import DIM
 
-MODES = (None, 'taps', 'col', 'out')  # automatic choice, then each organisation forced
+MODES = (None, 'taps', 'col', 'out', 'wino')  # automatic choice, then each organisation forced
 
 # (batch, in_ch, H, W, out_ch, ksize, stride, pad, bias)
 CASES = [
