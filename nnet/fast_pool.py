@@ -8,8 +8,8 @@ NumPy passes over the four strided views of each 2x2 window instead of Chainer's
 int8 window indices (0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; the first
 maximum in that order, as ``argmax`` picks it), outputs in the input's memory layout
 (channels-last stays channels-last), and the work split by rows over the threads of
-``nnet.fast_conv.run_parallel`` (ReLU's backward too). ``relu(x, inplace=True)`` writes into x's memory: for an x that
-nothing else uses (a convolution's output), one full-size array less.
+``nnet.fast_conv.run_parallel`` (ReLU's backward too). ``relu(x, inplace=True)`` writes into
+x's memory: for an x that nothing else uses (a convolution's output), one full-size array less.
 
 Anything else (CuPy, odd sizes) goes to the stock functions, and so does everything under
 ``chainer.using_config('fast_cpu', False)`` (``nnet.fast_conv.stock_path()``).

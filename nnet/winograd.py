@@ -169,7 +169,8 @@ class _Geometry:
                 np.empty((f.t * f.t, per * tw, self.c), dtype), np.empty(big, dtype))
 
     def input_transform(self, x_img, t0, nt, buffers):
-        """V[:, :nt * tw] (t^2, tiles, C) = BT d BT^T of the input tiles of tile rows t0 .. t0+nt."""
+        """V[:, :nt * tw] (t^2, tiles, C) = BT d BT^T of the input tiles of tile rows t0 ..
+        t0 + nt."""
         f, tw, c = self.f, self.tw, self.c
         buf, rows_t, V, tmp = buffers
         rows = f.m * nt + f.r - 1
