@@ -238,12 +238,12 @@ def grad_kernel_transformed(x, gy, pad, r):
     co, ho, wo = gy.shape[1:]
     geo = _Geometry(f, n, c, co, ho, wo, pad, x.itemsize)
     m, t, tw, per = f.m, f.t, geo.tw, geo.per
-    scratch = {}
+    scratch, started = {}, set()
 
     def band(worker, j):
         i, t0, nt = geo.bands[j]
         if worker not in scratch:
-            scratch[worker] = (np.zeros((t * t, co, c), x.dtype), geo.input_buffers(x.dtype),
+            scratch[worker] = (np.empty((t * t, co, c), x.dtype), geo.input_buffers(x.dtype),
                                np.zeros((m * per, m * tw, co), x.dtype),
                                np.empty((t, per, m * tw, co), x.dtype),
                                np.empty((t * t, per * tw, co), x.dtype))
@@ -262,8 +262,10 @@ def grad_kernel_transformed(x, gy, pad, r):
             for bb in range(t):
                 _combine(Z[a * t + bb, :n_tiles].reshape(nt, tw, co), f.AT[:, bb],
                          lambda q: rows_g[a, :nt, q::m], tmp_tiles)
-        for ab in range(t * t):
-            fast_conv.gemm(Z[ab, :n_tiles].T, V[ab, :n_tiles], dU[ab], accumulate=True)
+        for ab in range(t * t):  # (the thread's first band sets dU, the next ones add)
+            fast_conv.gemm(Z[ab, :n_tiles].T, V[ab, :n_tiles], dU[ab],
+                           accumulate=worker in started)
+        started.add(worker)
 
     fast_conv.run_parallel(len(geo.bands), band)
     parts = [s[0] for s in scratch.values()]
