@@ -67,7 +67,7 @@ FORCE_MODE = None
 SMALL_K = 256  # im2col when kh * kw * Cin is at most this
 # Winograd (nnet.winograd) for k x k layers with at least WINOGRAD_MIN[k] = (input and output
 # channels, output pixels): below, its transforms cost more than the products they save.
-WINOGRAD_MIN = {3: (128, 256), 5: (256, 1600)}
+WINOGRAD_MIN = {3: (128, 256), 5: (256, 400)}
 # Python threads that share the bands of a convolution (None: as many as OpenBLAS threads).
 THREADS = None
 MIN_BAND_PIXELS = 512  # (rows * Wp) below which a band is not split further for the threads

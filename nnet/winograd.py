@@ -28,6 +28,7 @@ from nnet import fast_conv
 
 BAND_BYTES = 2 << 20  # target bytes of one band's transformed input and products
 MIN_TILES = 256  # ... but at least this many tiles per band (the rows of its products)
+WHOLE_BYTES = 32 << 20  # transformed input and products up to this size: all tiles at once
 
 
 class Transform:
@@ -149,42 +150,100 @@ def _bands(n, th, tw, row_bytes):
 
 
 class _Geometry:
-    """Tiles of a convolution with output (Ho, Wo) and kernel side r, and the bands of tile rows
-    that the threads take; ``scratch(worker)`` holds each thread's buffers."""
+    """Tiles of a convolution with output (Ho, Wo) and kernel side r, the bands of tile rows that
+    the threads take, and the per-thread transforms of one band."""
 
     def __init__(self, f, n, c, co, ho, wo, pad, itemsize):
         self.f, self.c, self.co, self.pad = f, c, co, pad
+        self.ho, self.wo = ho, wo
         self.th, self.tw = -(-ho // f.m), -(-wo // f.m)
         self.wpad = f.m * self.tw + f.r - 1  # padded input columns the tiles read
         self.bands, self.per = _bands(n, self.th, self.tw,
                                       itemsize * f.t * f.t * self.tw * (c + co))
+        # small images: every transformed tile at once (each GEMM over all tiles, the threads
+        # sharing out the t^2 GEMMs); large ones: fused band by band
+        self.whole = itemsize * f.t * f.t * n * self.th * self.tw * (c + co) <= WHOLE_BYTES
 
-    def input_buffers(self, dtype):
-        """(buf, rows, V, tmp) for one thread: the padded band, the row-transformed band, V and a
-        scratch for the transforms (zeros: the pad columns of buf are never written)."""
-        f, per, tw = self.f, self.per, self.tw
-        big = max(per * self.wpad * self.c, per * f.m * tw * self.co, per * tw * self.co)
-        return (np.zeros(((f.m * per + f.r - 1) * self.wpad, self.c), dtype),
-                np.empty((f.t, per, self.wpad, self.c), dtype),
-                np.empty((f.t * f.t, per * tw, self.c), dtype), np.empty(big, dtype))
+    def tile_slice(self, i, t0, nt):
+        """The tiles of image i, tile rows t0 .. t0 + nt, in an all-tiles array."""
+        start = (i * self.th + t0) * self.tw
+        return slice(start, start + nt * self.tw)
 
-    def input_transform(self, x_img, t0, nt, buffers):
-        """V[:, :nt * tw] (t^2, tiles, C) = BT d BT^T of the input tiles of tile rows t0 ..
-        t0 + nt."""
+    def buffers(self, dtype):
+        """(buf, rows, tmp, S) for one thread: the padded band (zeros: its pad columns are never
+        written), the row-transformed band, a scratch for the transforms and the row-transformed
+        products."""
+        f, per, tw, c, co = self.f, self.per, self.tw, self.c, self.co
+        big = max(per * self.wpad * c, per * f.m * tw * co, per * tw * max(c, co))
+        return (np.zeros(((f.m * per + f.r - 1) * self.wpad, c), dtype),
+                np.empty((f.t, per, max(self.wpad * c, f.m * tw * co)), dtype),
+                np.empty(big, dtype), np.empty((f.m, f.t, per * tw, co), dtype))
+
+    def input_transform(self, x_img, t0, nt, buffers, V):
+        """V (t^2, nt * tw, C) = BT d BT^T of the input tiles of tile rows t0 .. t0 + nt."""
         f, tw, c = self.f, self.tw, self.c
-        buf, rows_t, V, tmp = buffers
+        buf, rows_t, tmp, _ = buffers
         rows = f.m * nt + f.r - 1
         fast_conv._fill_band(buf, x_img, f.m * t0 - self.pad[0], rows, self.wpad, self.pad[1])
         P = buf[:rows * self.wpad].reshape(rows, self.wpad, c)
+        R = rows_t[:, :nt, :self.wpad * c].reshape(f.t, nt, self.wpad, c)
         tmp_rows = _scratch_view(tmp, (nt, self.wpad, c))
         for a in range(f.t):  # along rows: R[a] (nt, wpad, C)
-            _combine(rows_t[a, :nt], f.BT[a], lambda k: P[k:k + f.m * nt:f.m], tmp_rows)
+            _combine(R[a], f.BT[a], lambda k: P[k:k + f.m * nt:f.m], tmp_rows)
         tmp_tiles = _scratch_view(tmp, (nt, tw, c))
         for a in range(f.t):  # along columns
-            Ra = rows_t[a, :nt]
             for b in range(f.t):
-                _combine(V[a * f.t + b, :nt * tw].reshape(nt, tw, c), f.BT[b],
-                         lambda k: Ra[:, k:k + f.m * tw:f.m], tmp_tiles)
+                _combine(V[a * f.t + b].reshape(nt, tw, c), f.BT[b],
+                         lambda k: R[a][:, k:k + f.m * tw:f.m], tmp_tiles)
+
+    def output_transform(self, M, nt, buffers, o, bias):
+        """Output tiles o (m * nt, m * tw, Cout) = AT M AT^T (+ bias), M (t^2, nt * tw, Cout)."""
+        f, tw, co = self.f, self.tw, self.co
+        _, _, tmp, S = buffers
+        m, t, n_tiles = f.m, f.t, nt * tw
+        tmp_flat = _scratch_view(tmp, (n_tiles, co))
+        for p in range(m):  # along rows: S[p, b] (tiles, Cout)
+            for bb in range(t):
+                _combine(S[p, bb, :n_tiles], f.AT[p], lambda a: M[a * t + bb], tmp_flat)
+        tmp_tiles = _scratch_view(tmp, (nt, tw, co))
+        for p in range(m):  # ... and along columns, into the output tiles
+            for q in range(m):
+                view = o[p::m, q::m]
+                _combine(view, f.AT[q], lambda bb: S[p, bb, :n_tiles].reshape(nt, tw, co),
+                         tmp_tiles)
+                if bias is not None:
+                    view += bias
+
+    def gy_transform(self, gy_img, t0, nt, buffers, gband, Z):
+        """Z (t^2, nt * tw, Cout) = AT^T gy_tile AT of the gy tiles of tile rows t0 .. t0 + nt
+        (the transposed output transform); ``gband`` (m * per, m * tw, Cout) a zeroed scratch."""
+        f, tw, co = self.f, self.tw, self.co
+        _, rows_t, tmp, _ = buffers
+        m, t = f.m, f.t
+        r0, r1 = m * t0, min(m * (t0 + nt), self.ho)
+        gband[:r1 - r0, :self.wo] = gy_img[:, r0:r1].transpose(1, 2, 0)
+        gband[r1 - r0:] = 0  # rows past the image; the columns past Wo stay zero
+        R = rows_t[:, :nt, :m * tw * co].reshape(t, nt, m * tw, co)
+        tmp_rows = _scratch_view(tmp, (nt, m * tw, co))
+        for a in range(t):  # along rows: (nt, m * tw, Cout)
+            _combine(R[a], f.AT[:, a], lambda p: gband[p:m * nt:m], tmp_rows)
+        tmp_tiles = _scratch_view(tmp, (nt, tw, co))
+        for a in range(t):  # ... and along columns
+            for bb in range(t):
+                _combine(Z[a * t + bb].reshape(nt, tw, co), f.AT[:, bb],
+                         lambda q: R[a][:, q::m], tmp_tiles)
+
+
+def _per_thread(make):
+    """A dict-like getter: one ``make()`` per worker thread, made on first use."""
+    made = {}
+
+    def get(worker):
+        if worker not in made:
+            made[worker] = make()
+        return made[worker]
+    get.made = made
+    return get
 
 
 def conv(x, U, b, pad, r):
@@ -198,35 +257,37 @@ def conv(x, U, b, pad, r):
     geo = _Geometry(f, n, c, co, ho, wo, pad, x.itemsize)
     m, t, tw = f.m, f.t, geo.tw
     out = np.empty((n, m * geo.th, m * tw, co), x.dtype)
-    scratch = {}
+    buffers = _per_thread(lambda: geo.buffers(x.dtype))
+    run = fast_conv.run_parallel
+    if geo.whole:
+        V = np.empty((t * t, n * geo.th * tw, c), x.dtype)
+        M = np.empty((t * t, n * geo.th * tw, co), x.dtype)
 
-    def band(worker, j):
-        i, t0, nt = geo.bands[j]
-        if worker not in scratch:
-            scratch[worker] = (geo.input_buffers(x.dtype),
-                               np.empty((t * t, geo.per * tw, co), x.dtype),
-                               np.empty((m, t, geo.per * tw, co), x.dtype))
-        inputs, M, S = scratch[worker]
-        V, tmp = inputs[2], inputs[3]
-        geo.input_transform(x[i], t0, nt, inputs)
-        n_tiles = nt * tw
-        for ab in range(t * t):
-            fast_conv.gemm(V[ab, :n_tiles], U[ab], M[ab, :n_tiles])
-        tmp_flat = _scratch_view(tmp, (n_tiles, co))
-        for p in range(m):  # output transform along rows: S[p, b] (tiles, Cout)
-            for bb in range(t):
-                _combine(S[p, bb, :n_tiles], f.AT[p], lambda a: M[a * t + bb, :n_tiles], tmp_flat)
-        o = out[i, m * t0:m * (t0 + nt)]
-        tmp_tiles = _scratch_view(tmp, (nt, tw, co))
-        for p in range(m):  # ... and along columns, into the output tiles
-            for q in range(m):
-                view = o[p::m, q::m]
-                _combine(view, f.AT[q], lambda bb: S[p, bb, :n_tiles].reshape(nt, tw, co),
-                         tmp_tiles)
-                if b is not None:
-                    view += b
+        def inputs(worker, j):
+            i, t0, nt = geo.bands[j]
+            geo.input_transform(x[i], t0, nt, buffers(worker), V[:, geo.tile_slice(i, t0, nt)])
 
-    fast_conv.run_parallel(len(geo.bands), band)
+        def outputs(worker, j):
+            i, t0, nt = geo.bands[j]
+            geo.output_transform(M[:, geo.tile_slice(i, t0, nt)], nt, buffers(worker),
+                                 out[i, m * t0:m * (t0 + nt)], b)
+
+        run(len(geo.bands), inputs)
+        run(t * t, lambda worker, ab: fast_conv.gemm(V[ab], U[ab], M[ab]))
+        run(len(geo.bands), outputs)
+    else:
+        products = _per_thread(lambda: (np.empty((t * t, geo.per * tw, c), x.dtype),
+                                        np.empty((t * t, geo.per * tw, co), x.dtype)))
+
+        def band(worker, j):
+            i, t0, nt = geo.bands[j]
+            V, M = (a[:, :nt * tw] for a in products(worker))
+            geo.input_transform(x[i], t0, nt, buffers(worker), V)
+            for ab in range(t * t):
+                fast_conv.gemm(V[ab], U[ab], M[ab])
+            geo.output_transform(M, nt, buffers(worker), out[i, m * t0:m * (t0 + nt)], b)
+
+        run(len(geo.bands), band)
     return out[:, :ho, :wo].transpose(0, 3, 1, 2)
 
 
@@ -238,41 +299,42 @@ def grad_kernel_transformed(x, gy, pad, r):
     co, ho, wo = gy.shape[1:]
     geo = _Geometry(f, n, c, co, ho, wo, pad, x.itemsize)
     m, t, tw, per = f.m, f.t, geo.tw, geo.per
-    scratch, started = {}, set()
+    buffers = _per_thread(lambda: geo.buffers(x.dtype))
+    gbands = _per_thread(lambda: np.zeros((m * per, m * tw, co), x.dtype))
+    run = fast_conv.run_parallel
+    if geo.whole:  # all tiles transformed, then one product per ab: no per-thread sums
+        V = np.empty((t * t, n * geo.th * tw, c), x.dtype)
+        Z = np.empty((t * t, n * geo.th * tw, co), x.dtype)
+        dU = np.empty((t * t, co, c), x.dtype)
+
+        def transforms(worker, j):
+            i, t0, nt = geo.bands[j]
+            tiles = geo.tile_slice(i, t0, nt)
+            geo.input_transform(x[i], t0, nt, buffers(worker), V[:, tiles])
+            geo.gy_transform(gy[i], t0, nt, buffers(worker), gbands(worker), Z[:, tiles])
+
+        run(len(geo.bands), transforms)
+        run(t * t, lambda worker, ab: fast_conv.gemm(Z[ab].T, V[ab], dU[ab]))
+        return dU
+    sums = _per_thread(lambda: [np.empty((t * t, co, c), x.dtype), False])
+    products = _per_thread(lambda: (np.empty((t * t, per * tw, c), x.dtype),
+                                    np.empty((t * t, per * tw, co), x.dtype)))
 
     def band(worker, j):
         i, t0, nt = geo.bands[j]
-        if worker not in scratch:
-            scratch[worker] = (np.empty((t * t, co, c), x.dtype), geo.input_buffers(x.dtype),
-                               np.zeros((m * per, m * tw, co), x.dtype),
-                               np.empty((t, per, m * tw, co), x.dtype),
-                               np.empty((t * t, per * tw, co), x.dtype))
-        dU, inputs, gband, rows_g, Z = scratch[worker]
-        V, tmp = inputs[2], inputs[3]
-        geo.input_transform(x[i], t0, nt, inputs)
-        r0, r1 = m * t0, min(m * (t0 + nt), ho)
-        gband[:r1 - r0, :wo] = gy[i, :, r0:r1].transpose(1, 2, 0)
-        gband[r1 - r0:] = 0  # rows past the image; the columns past Wo stay zero
-        tmp_rows = _scratch_view(tmp, (nt, m * tw, co))
-        for a in range(t):  # transposed output transform along rows: (nt, m * tw, Cout)
-            _combine(rows_g[a, :nt], f.AT[:, a], lambda p: gband[p:m * nt:m], tmp_rows)
-        n_tiles = nt * tw
-        tmp_tiles = _scratch_view(tmp, (nt, tw, co))
-        for a in range(t):  # ... and along columns
-            for bb in range(t):
-                _combine(Z[a * t + bb, :n_tiles].reshape(nt, tw, co), f.AT[:, bb],
-                         lambda q: rows_g[a, :nt, q::m], tmp_tiles)
-        for ab in range(t * t):  # (the thread's first band sets dU, the next ones add)
-            fast_conv.gemm(Z[ab, :n_tiles].T, V[ab, :n_tiles], dU[ab],
-                           accumulate=worker in started)
-        started.add(worker)
+        V, Z = (a[:, :nt * tw] for a in products(worker))
+        geo.input_transform(x[i], t0, nt, buffers(worker), V)
+        geo.gy_transform(gy[i], t0, nt, buffers(worker), gbands(worker), Z)
+        total = sums(worker)  # (the thread's first band sets its sum, the next ones add)
+        for ab in range(t * t):
+            fast_conv.gemm(Z[ab].T, V[ab], total[0][ab], accumulate=total[1])
+        total[1] = True
 
-    fast_conv.run_parallel(len(geo.bands), band)
-    parts = [s[0] for s in scratch.values()]
-    total = parts[0]
+    run(len(geo.bands), band)
+    parts = [s[0] for s in sums.made.values()]
     for part in parts[1:]:
-        total += part
-    return total
+        parts[0] += part
+    return parts[0]
 
 
 def conv_forward(x, W, b, pad):

@@ -52,13 +52,16 @@ def test_long_channel_sums_within_1e5(r, c, co, size, monkeypatch):
         assert rel_err(got, want) <= 1e-5
 
 
+@pytest.mark.parametrize('whole', [True, False], ids=['all-tiles', 'fused-bands'])
 @pytest.mark.parametrize('threads', [1, 3])
 @pytest.mark.parametrize('r, pad', [(3, 1), (3, 0), (5, 2), (5, 4)])
-def test_bands_threads_and_odd_sizes(threads, r, pad, monkeypatch):
+def test_bands_threads_and_odd_sizes(whole, threads, r, pad, monkeypatch):
     """Many small bands over several threads, odd output sizes (partial tiles), batch 2 and a
-    channels-last input give the stock results."""
+    channels-last input give the stock results, with all tiles transformed at once (small
+    images) or band by band (large ones)."""
     monkeypatch.setattr(fast_conv, 'FORCE_MODE', 'wino')
     monkeypatch.setattr(fast_conv, 'THREADS', threads)
+    monkeypatch.setattr(winograd, 'WHOLE_BYTES', 1 << 40 if whole else 0)
     monkeypatch.setattr(winograd, 'BAND_BYTES', 1)
     monkeypatch.setattr(winograd, 'MIN_TILES', 1)
     rng = np.random.RandomState(1)
@@ -75,12 +78,12 @@ def test_bands_threads_and_odd_sizes(threads, r, pad, monkeypatch):
 
 
 def test_model_layers_that_use_winograd():
-    """At 320x320, full width: the wide 3x3 layers and the widest 5x5 decoder layer."""
+    """At 320x320, full width: the wide 3x3 layers and the two widest 5x5 decoder layers."""
     from scripts.benchmark import conv_layers
     chosen = {name for name, c, co, k, h, w in conv_layers(1.0, 320, 320)
               if fast_conv._use_winograd(c, co, (k, k), (k // 2, k // 2), (h, w))}
     assert chosen == {'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3', 'conv4_1', 'conv4_2',
-                      'conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'deconv4'}
+                      'conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'deconv5', 'deconv4'}
 
 
 def test_narrow_dim_with_winograd_matches_stock_path(monkeypatch):
