@@ -5,16 +5,22 @@ Cases, batch 1: 320x320 forward (no_backprop, train=False), 320x320 forward+back
 loss = sum of the output, gradients of all parameters), and a 1920x1080 forward (the input padded
 to 1920x1088 as ``DIM.forward`` does, no_backprop, train=False). For each case and implementation:
 median seconds over ``--repeats`` timed runs (after one warm-up run), the achieved GFLOP/s
-counting the convolutions' multiply-adds analytically (2 FLOPs each; forward+backward counts the
-forward, the weight gradients and the input gradients of every layer but the first), and the
-peak resident memory (ru_maxrss) of a process that ran only that case and implementation.
+counting the direct convolutions' multiply-adds analytically (2 FLOPs each; forward+backward
+counts the forward, the weight gradients and the input gradients of every layer but the first;
+this project's Winograd layers do fewer), and the peak resident memory (ru_maxrss) of a process
+that ran only that case and implementation.
 
-Each (case, implementation) runs in its own fresh worker process; the workers of one case take
-their runs in turns (fast, torch, stock, fast, torch, ...) so that a background load on the
-shared machine hits them alike. Speed comparisons are the ratios of one run of this script.
+Each (case, implementation) runs in its own fresh worker process; this project's and PyTorch's
+workers take their runs in turns (fast, torch, fast, torch, ...; half a second of quiet before
+each) so that a background load on the shared machine hits them alike; stock Chainer's runs come
+after theirs. Speed comparisons are the ratios of one run of this script.
+
+``--predict-once`` instead times what demo.py does for one photo: one two-stage DIM.predict of a
+1920x1080 picture in a fresh process, with and without ``keep_freed_memory()``.
 
 Usage: scripts/bench.sh [--repeats 5] [--big-repeats 2] [--width 1.0] [--threads N]
                         [--no-torch] [--no-stock] [--no-big] [--no-keep-freed-memory]
+       scripts/bench.sh --predict-once [--big-repeats 2]
 """
 import argparse
 import json
@@ -269,6 +275,61 @@ def median(values):
     return (v[n // 2] + v[(n - 1) // 2]) / 2 if n else float('nan')
 
 
+def run_in_turns(workers, repeats):
+    """One warm-up run each, then ``repeats`` timed runs in turns; returns the closed workers."""
+    for w in workers:
+        w.run(record=False)
+    for _ in range(repeats):
+        for w in workers:
+            time.sleep(PAUSE)  # the previous worker's threads may still spin for a moment
+            w.run()
+    for w in workers:
+        w.close()
+    return workers
+
+
+def predict_once_worker(keep):
+    """One two-stage ``DIM.predict`` (width 1.0) of a random 1920x1080 picture in this fresh
+    process, as demo.py runs it for one photo; prints seconds and peak memory as JSON."""
+    import numpy as np
+    from nnet.fast_conv import keep_freed_memory
+    from nnet.model import DIM
+    if keep:
+        keep_freed_memory()
+    np.random.seed(0)
+    model = DIM(1.0)
+    rng = np.random.RandomState(0)
+    image = rng.rand(1080, 1920, 3).astype(np.float32)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), (1080, 1920))
+    t0 = time.perf_counter()
+    model.predict(image, trimap)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({'seconds': seconds, 'peak_rss': rss}), flush=True)
+
+
+def predict_once(args):
+    """Fresh processes, with and without keep_freed_memory in turns, ``--big-repeats`` each."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
+    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    runs = {True: [], False: []}
+    for _ in range(args.big_repeats):
+        for keep in (True, False):
+            cmd = [sys.executable, os.path.abspath(__file__), '--predict-worker']
+            out = subprocess.run(cmd + (['--keep'] if keep else []), capture_output=True,
+                                 text=True, env=env)
+            if out.returncode:
+                sys.exit(f'error: the predict worker failed: {out.stderr.strip()[-500:]}')
+            runs[keep].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            time.sleep(PAUSE)
+    print('two-stage DIM.predict, width 1, one 1920x1080 picture, once per fresh process:')
+    for keep in (True, False):
+        seconds = ', '.join(f'{r["seconds"]:.1f}' for r in runs[keep])
+        peak = max(r['peak_rss'] for r in runs[keep])
+        print(f'  keep freed memory: {"yes" if keep else "no ":3s}  seconds {seconds}  '
+              f'peak memory {fmt_gb(peak).strip()}')
+
+
 def fmt_gb(nbytes):
     return f'{nbytes / 2 ** 30:6.2f} GB' if nbytes else '     -   '
 
@@ -295,12 +356,21 @@ def main():
                              '(glibc returns freed memory to the system)')
     parser.add_argument('--cases', default=','.join(CASES),
                         help=f'comma-separated subset of {",".join(CASES)}')
+    parser.add_argument('--predict-once', action='store_true',
+                        help='instead: time one two-stage DIM.predict of a 1920x1080 picture per '
+                             'fresh process, with and without keep_freed_memory()')
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--predict-worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--keep', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--impl', choices=sorted(IMPLS), help=argparse.SUPPRESS)
     parser.add_argument('--case', choices=sorted(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.predict_worker:
+        return predict_once_worker(args.keep)
+    if args.predict_once:
+        return predict_once(args)
 
     from nnet import fast_conv
     torch_ok = not args.no_torch and have_torch()
@@ -317,6 +387,8 @@ def main():
                              'not installed (pip install torch==2.13.0 to compare)'))
     print(f'seconds: median of {args.repeats} runs ({args.big_repeats} at 1920x1080) after one '
           'warm-up; peak memory: max resident set of a process running only that case')
+    print('GFLOP/s: 2 x the multiply-adds of direct convolutions per second (the Winograd layers '
+          'of this project do fewer)')
     print()
     header = f'{"case":26s} {"implementation":24s} {"seconds":>8s} {"GFLOP/s":>8s} ' \
              f'{"peak mem":>9s}  notes'
@@ -326,20 +398,15 @@ def main():
         label, height, img_width, backward = CASES[case]
         ph, pw = padded(height, img_width)
         flops = conv_flops(args.width, ph, pw, backward)
-        impls = ['fast'] + (['torch'] if torch_ok else [])
         big = case == 'fwd1080'
-        if not args.no_stock and not big:
-            impls.append('stock')
         repeats = args.big_repeats if big else args.repeats
-        workers = [Worker(impl, case, args) for impl in impls]
-        for w in workers:  # warm-up
-            w.run(record=False)
-        for _ in range(repeats):
-            for w in workers:
-                time.sleep(PAUSE)  # the previous worker's threads may still spin for a moment
-                w.run()
-        for w in workers:
-            w.close()
+        # this project and PyTorch take turns; stock Chainer runs afterwards (its gigabyte of
+        # memory churn slowed whichever implementation ran next)
+        groups = [['fast'] + (['torch'] if torch_ok else [])]
+        groups += [['stock']] if not args.no_stock and not big else []
+        workers = []
+        for group in groups:
+            workers += run_in_turns([Worker(impl, case, args) for impl in group], repeats)
         results = {w.impl: w for w in workers}
         first = True
         for w in workers:
