@@ -247,8 +247,11 @@ def test_relu_matches_chainer(inplace, monkeypatch):
         rng.randn(1, 2, 3, 4), rng.randn(1, 2, 3, 4), dtype=np.float64)
 
 
-def test_narrow_dim_matches_stock_path():
-    """The whole model (encoder-decoder and refinement), forward and parameter gradients."""
+@pytest.mark.parametrize('force', [None, 'wino'], ids=['auto', 'all-winograd'])
+def test_narrow_dim_matches_stock_path(force, monkeypatch):
+    """The whole model (encoder-decoder and refinement), forward and parameter gradients; with
+    'wino' every 3x3 and 5x5 layer goes through nnet.winograd."""
+    monkeypatch.setattr(fast_conv, 'FORCE_MODE', force)
     rng = np.random.RandomState(0)
     image = rng.rand(1, 3, 45, 70).astype(np.float32)  # padded to 64x96 inside
     trimap = rng.choice(np.array([0, 128 / 255, 1], np.float32), (1, 1, 45, 70))
