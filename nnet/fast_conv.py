@@ -33,6 +33,8 @@ How the CPU path computes (stride 1, the case the model uses) -- shifted-view GE
     sums ``gy_band.T @ buf[off:off + n]`` per tap over the same bands (per thread, then added);
     gb sums gy.
   * Other strides go through a general banded im2col path (copies of the strided tap views).
+  * Wide 3x3 and 5x5 layers (``WINOGRAD_MIN``) go through ``nnet.winograd`` instead: Winograd
+    F(2x2, 3x3) / F(2x2, 5x5), 2.25x / 2.8x fewer multiply-adds, same results to rounding.
 
 Accumulating products (C += A @ B) on strided views are not available through NumPy, so ``gemm``
 calls ``cblas_?gemm`` of the OpenBLAS that NumPy itself is linked with, through ctypes (no compiled
