@@ -112,12 +112,14 @@ def test_banded_equals_unbanded(case, mode, monkeypatch):
     gy = gy.astype(np.float32)
     got = {}
     monkeypatch.setattr(fast_conv, 'HALO_FACTOR', 0)
-    for band_bytes in (1 << 30, 1):  # one band / one output row per band
+    # one band / a few rows per band, the last one shorter / one output row per band
+    for band_bytes in (1 << 30, 8 << 10, 1):
         monkeypatch.setattr(fast_conv, 'BAND_BYTES', band_bytes)
         got[band_bytes] = both_paths(x, W, b, stride, pad, gy)[0]
-    for one, banded in zip(got[1 << 30], got[1]):
-        if one is not None:
-            assert rel_err(banded, one) <= 1e-6
+    for band_bytes in (8 << 10, 1):
+        for one, banded in zip(got[1 << 30], got[band_bytes]):
+            if one is not None:
+                assert rel_err(banded, one) <= 1e-6
 
 
 def test_band_size_is_bounded():
