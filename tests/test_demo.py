@@ -14,6 +14,7 @@ from PIL import Image
 
 import demo
 import options
+from tests.helpers import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 53, 77  # not multiples of 32
@@ -22,11 +23,6 @@ BG_COLOUR = (10, 200, 30)
 
 def digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def one_error_line(stderr):
-    lines = stderr.strip().splitlines()
-    return len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in stderr
 
 
 @pytest.fixture(scope='module')

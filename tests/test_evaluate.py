@@ -10,6 +10,7 @@ from scipy import ndimage
 
 import evaluate
 import options
+from tests.helpers import one_error_line
 from utils import synthetic
 from utils.make_demo_images import trimap_from_alpha
 from utils.metrics import evaluate_all
@@ -23,11 +24,6 @@ SETS = {'a': 2, 'b': 5}  # trimap set: unknown-band dilation in pixels
 def read_csv(path):
     with open(path, newline='') as f:
         return list(csv.DictReader(f))
-
-
-def one_error_line(stderr):
-    lines = stderr.strip().splitlines()
-    return len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in stderr
 
 
 @pytest.fixture(scope='module')

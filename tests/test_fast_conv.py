@@ -8,6 +8,7 @@ import pytest
 from nnet import fast_conv, fast_pool
 from nnet.fast_conv import Convolution2D, convolution_2d, stock_path
 from nnet.model import DIM
+from tests.helpers import rel_err
 
 MODES = (None, 'taps', 'col', 'out', 'wino')  # automatic choice, then each organisation forced
 
@@ -25,10 +26,6 @@ CASES = [
     (1, 2, 5, 6, 3, 3, 1, 3, True),  # padding beyond the kernel
     (1, 3, 8, 7, 2, (3, 5), 1, (1, 2), False),  # rectangular kernel
 ]
-
-
-def rel_err(a, b):
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
 def make(case, dtype=np.float32, seed=0):

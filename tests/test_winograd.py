@@ -7,10 +7,7 @@ import pytest
 
 from nnet import fast_conv, winograd
 from nnet.fast_conv import convolution_2d
-
-
-def rel_err(a, b):
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+from tests.helpers import rel_err
 
 
 def forward_and_grads(x, W, b, pad, gy, fast):
