@@ -5,6 +5,7 @@ Re-running the same command resumes from the last snapshot in --log_root.
 import os
 import sys
 
+import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
 import chainer
 import numpy as np
 from chainer import training

@@ -1,0 +1,1 @@
+from nnet import compat  # noqa: F401  (before any chainer import; see nnet/compat.py)

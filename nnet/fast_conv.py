@@ -139,15 +139,16 @@ def _load_cblas():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        # OpenBLAS' ILP64 build (NumPy's wheels) suffixes its symbols with 64_ and takes 64-bit
-        # integers; the plain names of an OpenBLAS build take C ints.
-        for suffix, int_t in (('64_', ctypes.c_int64), ('', ctypes.c_int)):
+        # OpenBLAS' ILP64 build suffixes its symbols with 64_ and takes 64-bit integers (NumPy 2's
+        # wheels also prefix them with scipy_); the plain names of an OpenBLAS build take C ints.
+        for prefix, suffix, int_t in (('scipy_', '64_', ctypes.c_int64), ('', '64_', ctypes.c_int64),
+                                      ('', '', ctypes.c_int)):
             if not suffix and '64' in os.path.basename(path):
                 continue  # an ILP64 library under the plain names: integer width unknown
             funcs = {}
             for dtype, letter, real_t in ((np.float32, 's', ctypes.c_float),
                                           (np.float64, 'd', ctypes.c_double)):
-                fn = getattr(lib, f'cblas_{letter}gemm{suffix}', None)
+                fn = getattr(lib, f'{prefix}cblas_{letter}gemm{suffix}', None)
                 if fn is None:
                     break
                 fn.restype = None
@@ -156,8 +157,8 @@ def _load_cblas():
                                ctypes.c_void_p, int_t]
                 funcs[np.dtype(dtype)] = fn
             if len(funcs) == 2 and _check_cblas(funcs):
-                get = getattr(lib, f'openblas_get_num_threads{suffix}', None)
-                put = getattr(lib, f'openblas_set_num_threads{suffix}', None)
+                get = getattr(lib, f'{prefix}openblas_get_num_threads{suffix}', None)
+                put = getattr(lib, f'{prefix}openblas_set_num_threads{suffix}', None)
                 if get is None or put is None:
                     return funcs, None
                 get.restype, get.argtypes = ctypes.c_int, []

@@ -104,6 +104,7 @@ def chainer_model(width):
 
 
 def chainer_runner(width, x, backward, stock):
+    import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
     import chainer
     import chainer.functions as F
     from nnet.fast_conv import stock_path

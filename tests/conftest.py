@@ -1,4 +1,5 @@
 """Shared fixtures: where ../shared is, and small deterministic inputs."""
+import nnet.compat  # noqa: F401,E402  (NumPy 2: before any chainer import; see nnet/compat.py)
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,1 @@
+import nnet.compat  # noqa: F401  (before any chainer import; see nnet/compat.py)
