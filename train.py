@@ -153,7 +153,8 @@ def run(args, job=None):
 def main(argv=None):
     with distributed.stderr_on_rank0_only():
         args = options.train_parser().parse_args(argv)
-    report = distributed.run_reporting_errors if args.distributed else options.run_reporting_errors
+    under_mpi = args.distributed or distributed.launcher_size() > 1
+    report = distributed.run_reporting_errors if under_mpi else options.run_reporting_errors
     return report(
         run, args, errors=(TrainingDiverged,),
         interrupted='interrupted: re-run the same command to resume from the last snapshot')

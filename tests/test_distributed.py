@@ -166,7 +166,18 @@ def test_setup_errors_give_one_line_from_rank_zero(tmp_path):
     proc = mpirun(['--dataset_root', str(tmp_path / 'none'), '--log_root', str(tmp_path / 'x')])
     errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
     assert proc.returncode != 0 and len(errors) == 1 and 'not found' in errors[0], proc.stderr
-    proc = mpirun(['--dataset_root', str(tmp_path), '--log_root', str(tmp_path / 'x'),
-                   '--batch_size', '3'])
+    # under mpiexec without --distributed: 2 copies of one run would write the same files
+    proc = subprocess.run([str(MPIEXEC), '--allow-run-as-root', '--oversubscribe', '-n', '2',
+                           sys.executable, str(ROOT / 'train.py'), '--dataset_root', str(tmp_path),
+                           '--log_root', str(tmp_path / 'x')], env=ENV, text=True,
+                          capture_output=True, timeout=240)
     errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1 and 'not a multiple of the 2 ranks' in errors[0], proc.stderr
+    assert proc.returncode != 0 and len(errors) == 1 and '--distributed' in errors[0], proc.stderr
+    # through scripts/train.sh: NPROC=2 runs 2 ranks with --distributed
+    proc = subprocess.run(['bash', str(ROOT / 'scripts' / 'train.sh'), str(tmp_path),
+                           '--log_root', str(tmp_path / 'x'), '--batch_size', '3'],
+                          env=dict(ENV, NPROC='2', MPIEXEC_ARGS='--oversubscribe'), text=True,
+                          capture_output=True, timeout=240)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert 'is not a multiple of the 2 ranks' in errors[0], proc.stderr

@@ -39,7 +39,6 @@ from utils.checkpoint import SNAPSHOT_PREFIX, resume_from_latest_snapshot
 from utils.extensions import DivergenceGuard, TrainingDiverged
 from utils.utils import InputError
 
-COMMUNICATORS = ('naive', 'flat', 'pure_nccl', 'non_cuda_aware')
 # Extensions every rank runs: they change the training, so all ranks must change it alike.
 EVERY_RANK = (DivergenceGuard, extensions.LinearShift, extensions.ExponentialShift,
               extensions.MultistepShift, extensions.PolynomialShift, extensions.StepShift,
@@ -72,6 +71,9 @@ class Job:
     def start(cls, args):
         """The Job of ``args``: ChainerMN communicator --communicator when --distributed."""
         if not getattr(args, 'distributed', False):
+            if launcher_size() > 1:  # N copies of one run would write the same files
+                raise InputError(f'started as one of {launcher_size()} MPI processes: add '
+                                 '--distributed to train on them together')
             return cls()
         try:
             import chainermn
@@ -129,8 +131,9 @@ class Job:
         if failed:
             if self.is_writer:
                 r, m = failed[0]
-                print(m if all(x == m for _, x in failed) else m.replace('error: ', f'error: rank {r}: ', 1),
-                      file=sys.stderr, flush=True)
+                if len(failed) < self.size or any(x != m for _, x in failed):
+                    m = m.replace('error: ', f'error: rank {r}: ', 1)  # not every rank's
+                print(m, file=sys.stderr, flush=True)
             raise _Stopped()
 
     # ----------------------------------------------------------------- training
@@ -249,12 +252,21 @@ def parameter_digest(model):
     return h.hexdigest()
 
 
-def launcher_rank():
-    """This process's rank as the MPI launcher set it in the environment (0 outside MPI)."""
-    for name in ('OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'PMI_RANK'):
+def _launcher_value(names, default):
+    for name in names:
         if os.environ.get(name, '').isdigit():
             return int(os.environ[name])
-    return 0
+    return default
+
+
+def launcher_rank():
+    """This process's rank as the MPI launcher set it in the environment (0 outside MPI)."""
+    return _launcher_value(('OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'PMI_RANK'), 0)
+
+
+def launcher_size():
+    """The number of processes the MPI launcher started (1 outside MPI)."""
+    return _launcher_value(('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE'), 1)
 
 
 @contextlib.contextmanager
