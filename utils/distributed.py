@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI with ChainerMN (``mpiexec -n N python train.py ... --distributed``).
+"""Data-parallel training over MPI with ChainerMN: ``mpiexec -n N python train.py --distributed``.
 
 Every rank (process) holds the whole model and trains on its part of each global batch
 (``utils.iterators``: --batch_size examples per iteration over all ranks, a different share of
@@ -114,7 +114,7 @@ class Job:
                              f'({type(e).__name__}: {reason})')
 
     def check_batch(self, batch_size):
-        """Raise InputError unless ``batch_size`` (the global batch) splits evenly over the ranks."""
+        """Raise InputError unless ``batch_size`` (global batch) splits evenly over the ranks."""
         if batch_size % self.size:
             raise InputError(f'--batch_size {batch_size} (examples per iteration over all ranks) '
                              f'is not a multiple of the {self.size} ranks')

@@ -6,9 +6,10 @@ The order is a function of (seed, epoch) alone, the same for one process and for
   (seed, e)), extended with its own first examples to L = ceil(N / B) * B entries, B the global
   batch (examples per iteration over all ranks); an epoch is L / B iterations and every batch
   holds examples of one epoch.
-* Global batch t is P_e[t B : (t + 1) B]; rank r of R reads its part P_e[t B + r b : t B + (r + 1) b],
-  b = B / R. So the ranks read different examples, a different share of them every epoch, and the
-  union of their batches is the batch one process with batch B reads (``EpochShards``).
+* Global batch t is P_e[t B : (t + 1) B]; rank r of R reads its part
+  P_e[t B + r b : t B + (r + 1) b], b = B / R. So the ranks read different examples, a
+  different share of them every epoch, and the union of their batches is the batch one process
+  with batch B reads (``EpochShards``).
 * Augmentations are keyed by (epoch, example) (``utils.loader.AugmentedDataset``), so worker
   processes or threads, in whatever order they run, produce the same examples.
 
@@ -23,7 +24,7 @@ import numpy as np
 
 
 class EpochShards(chainer.dataset.DatasetMixin):
-    """Rank ``rank``'s view of an ``AugmentedDataset``: slot ``e * M + s`` -> its s-th example of epoch e.
+    """One rank's view of an ``AugmentedDataset``: slot ``e * M + s`` is its s-th example of epoch e.
 
     Args:
         dataset: ``utils.loader.AugmentedDataset`` (index epoch * N + i: example i in that epoch).
@@ -112,7 +113,7 @@ def training_iterator(dataset, global_batch, seed=0, rank=0, size=1, workers=0):
             composite, crop and augment the next batches while the network trains
             (``MultiprocessIterator``, one batch prefetched).
     Returns:
-        ``DataWaitTimer`` around the iterator; its batches are lists of global_batch / size examples.
+        ``DataWaitTimer`` around the iterator; batches are lists of global_batch / size examples.
     """
     shards = EpochShards(dataset, global_batch, seed, rank, size)
     if workers:
