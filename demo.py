@@ -9,7 +9,7 @@ trimap-known pixels keep 0 / 1. Written into --out_dir (each file atomically):
 * ``<stem>_over_<bgstem>.png``: that foreground composited, I = alpha F + (1 - alpha) B, over each
   background of --newimgs_dir (a file or a folder), scaled to cover the image and centre-cropped.
 
-With no image and trimap it runs on the bundled imgs/chelsea_image.png and imgs/chelsea_trimap.png.
+With no image and trimap it runs on the bundled imgs/astronaut_image.png and imgs/astronaut_trimap.png.
 """
 import os
 import sys

@@ -147,21 +147,21 @@ def train_parser():
 
 
 def demo_parser():
-    bundled_image = os.path.join(ROOT, 'imgs', 'chelsea_image.png')
-    bundled_trimap = os.path.join(ROOT, 'imgs', 'chelsea_trimap.png')
+    bundled_image = os.path.join(ROOT, 'imgs', 'astronaut_image.png')
+    bundled_trimap = os.path.join(ROOT, 'imgs', 'astronaut_trimap.png')
     p = ArgumentParser(description='Pull an alpha matte out of a photo given a trimap, at full '
                                    'resolution in one pass; write the matte, a cutout (RGBA, '
                                    'estimated foreground colours) and composites over new '
                                    'backgrounds. With no image and trimap it runs on the bundled '
-                                   'imgs/chelsea_image.png and imgs/chelsea_trimap.png.')
+                                   'imgs/astronaut_image.png and imgs/astronaut_trimap.png.')
     _add_common(p)
     p.add_argument('img_path', nargs='?', default=bundled_image,
                    help='image (RGB, RGBA, gray; 8 or 16 bit) (default: the bundled '
-                        'imgs/chelsea_image.png)')
+                        'imgs/astronaut_image.png)')
     p.add_argument('tri_path', nargs='?', default=bundled_trimap,
                    help='trimap (0 background, 128 unknown, 255 foreground; gray, RGB, RGBA or '
                         'palette; other values are quantised with a warning) (default: the '
-                        'bundled imgs/chelsea_trimap.png, given with the default image only)')
+                        'bundled imgs/astronaut_trimap.png, given with the default image only)')
     p.add_argument('--img_path', dest='img_opt', metavar='IMG_PATH',
                    help='same as the first positional argument')
     p.add_argument('--tri_path', dest='tri_opt', metavar='TRI_PATH',

@@ -153,8 +153,8 @@ def test_defaults_are_the_bundled_files():
     parser = options.demo_parser()
     args = parser.parse_args([])
     image, trimap = demo.resolve_inputs(args, parser)
-    assert image.endswith(os.path.join('imgs', 'chelsea_image.png')) and os.path.isfile(image)
-    assert trimap.endswith(os.path.join('imgs', 'chelsea_trimap.png')) and os.path.isfile(trimap)
+    assert image.endswith(os.path.join('imgs', 'astronaut_image.png')) and os.path.isfile(image)
+    assert trimap.endswith(os.path.join('imgs', 'astronaut_trimap.png')) and os.path.isfile(trimap)
     assert os.path.isfile(args.newimgs_dir)  # one background, not every image in imgs/
     args = parser.parse_args(['mine.png'])
     with pytest.raises(demo.InputError, match='trimap'):
