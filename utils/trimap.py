@@ -27,12 +27,15 @@ def erode_to_trimap(alpha, fg_radius, bg_radius, tolerance=ALPHA_TOLERANCE):
             (alpha <= tolerance) that become unknown next to anything else (Euclidean distance).
         tolerance: how far from 0 / 1 a value may be and still count as definite.
     Returns:
-        uint8 (H, W) in {0, 128, 255}.
+        uint8 (H, W) in {0, 128, 255}; an alpha that is all foreground (or background) gives
+        a trimap without unknown pixels.
     """
     trimap = np.full(alpha.shape, UNKNOWN, np.uint8)
     for mask, value, radius in ((alpha >= 1.0 - tolerance, FOREGROUND, fg_radius),
                                 (alpha <= tolerance, BACKGROUND, bg_radius)):
-        if mask.any():
+        if mask.all():  # no boundary at all (the distance transform needs a zero)
+            trimap[:] = value
+        elif mask.any():
             trimap[ndimage.distance_transform_edt(mask) > radius] = value
     return trimap
 
