@@ -7,6 +7,9 @@ Writes:
     synthetic_image.png, synthetic_trimap.png, synthetic_alpha.png
         a 400x300 synthetic composite over a crop of skimage's astronaut, its true alpha and a trimap made
         from it (unknown band = 0 < alpha < 1 dilated by 8 px).
+    synthetic_mask.png
+        a segmentation-style mask of that composite (its alpha thresholded at one half, then
+        blurred by MASK_BLUR px: soft edges like a segmentation network's), for ``--mask``.
     chelsea_image.png, chelsea_trimap.png
         skimage's chelsea cat (451x300) with a hand-drawn-style trimap around the cat.
     background.png
@@ -25,6 +28,7 @@ from utils.utils import BACKGROUND, FOREGROUND, UNKNOWN, composite, to_uint8, wr
 SYNTHETIC_SEED = 106  # a portrait bust with hair strands
 SYNTHETIC_SIZE = (300, 400)
 UNKNOWN_DILATION = 8
+MASK_BLUR = 1.5  # sigma (px) of the synthetic mask's soft edge
 # Outline of the cat in chelsea (x, y); the image is 451x300. The left and bottom edges of the
 # photo are cat, the top-left corner and the right side are background.
 CHELSEA_OUTLINE = [(38, -1), (37, 30), (36, 60), (35, 95), (26, 112), (12, 122), (-1, 128),
@@ -55,6 +59,15 @@ def make_synthetic():
     bg = synthetic.make_background(rng, h, w, photos=[photo_u8('astronaut') / np.float32(255)])
     image = composite(alpha.astype(np.float32) / 255.0, fg, bg)  # exactly the stored alpha
     return image, alpha, trimap_from_alpha(alpha)
+
+
+def synthetic_mask(alpha_u8):
+    """Soft segmentation mask from an 8-bit alpha: alpha >= 128, Gaussian-blurred (MASK_BLUR).
+
+    Returns:
+        uint8 (H, W) in 0..255.
+    """
+    return to_uint8(ndimage.gaussian_filter((alpha_u8 >= 128).astype(np.float32), MASK_BLUR))
 
 
 def chelsea_trimap(height=300, width=451):
@@ -107,10 +120,11 @@ def main(argv=None):
     write_png(os.path.join(args.out, 'synthetic_image.png'), image)
     write_png(os.path.join(args.out, 'synthetic_alpha.png'), alpha)
     write_png(os.path.join(args.out, 'synthetic_trimap.png'), trimap)
+    write_png(os.path.join(args.out, 'synthetic_mask.png'), synthetic_mask(alpha))
     write_png(os.path.join(args.out, 'chelsea_image.png'), photo_u8('chelsea'))
     write_png(os.path.join(args.out, 'chelsea_trimap.png'), chelsea_trimap())
     write_png(os.path.join(args.out, 'background.png'), photo_u8('rocket', (480, 640)))
-    print(f'wrote 6 demo images to {args.out}')
+    print(f'wrote 7 demo images to {args.out}')
     return 0
 
 
