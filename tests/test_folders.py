@@ -1,6 +1,5 @@
 """Folder mode, trimaps from masks and 16-bit photographs, through demo.py and evaluate.py."""
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONVERT = '''
 import sys
 import nnet.compat  # noqa: F401
-import pytest
+import numpy as np
 from chainer.links.caffe import CaffeFunction
 from chainer.links.caffe.protobuf3 import caffe_pb2
 

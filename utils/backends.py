@@ -13,8 +13,6 @@ import numpy as np
 from utils.checkpoint import checked_checkpoint, load_model
 from utils.utils import BACKGROUND, FOREGROUND, InputError
 
-BACKENDS = ('chainer', 'onnxruntime')
-
 
 class ChainerBackend:
     """A checkpoint's ``DIM.predict`` (CPU, or a GPU through CuPy)."""

@@ -28,7 +28,7 @@ The model is traced through stock Chainer functions (``stock_functions``): the p
 kernels are Chainer ``FunctionNode``s that onnx_chainer does not know, and they compute exactly
 what the stock functions compute.
 
-``onnx.mapping`` (removed in onnx 1.17, imported by onnx_chainer 7.8.1) is restored before
+``onnx.mapping`` (imported by onnx_chainer 7.8.1, no longer in onnx: absent from 1.23) is restored before
 onnx_chainer is imported, from the type tables ``onnx.helper`` keeps: see ``_restore_onnx_mapping``.
 Nothing of onnx_chainer itself is patched.
 """
@@ -70,12 +70,12 @@ PREPROCESSING = {
 
 
 def _restore_onnx_mapping():
-    """Give onnx back the ``onnx.mapping`` module onnx_chainer imports (gone since onnx 1.17).
+    """Give onnx back the ``onnx.mapping`` module onnx_chainer imports (absent from onnx 1.23).
 
     onnx_chainer uses two of its tables: ``NP_TYPE_TO_TENSOR_TYPE`` (NumPy dtype -> ONNX element
     type, rebuilt here with ``onnx.helper.np_dtype_to_tensor_dtype``) and
     ``STORAGE_TENSOR_TYPE_TO_FIELD`` (which TensorProto field holds a constant's values; copied
-    from onnx 1.16). With onnx versions that still have the module, nothing changes.
+    from older onnx). With onnx versions that still have the module, nothing changes.
     """
     import onnx
     if 'onnx.mapping' in sys.modules or hasattr(onnx, 'mapping'):
