@@ -16,6 +16,7 @@ from nnet.loss import MattingLoss
 from nnet.model import DIM
 from utils.checkpoint import (SNAPSHOT_PREFIX, load_checkpoint, resume_from_latest_snapshot,
                               save_checkpoint)
+from utils.cli import run_reporting_errors
 from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
                               ModelCheckpoint, TrainingDiverged, WholeImageValidation)
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset, seed_layout_files
@@ -158,7 +159,7 @@ def run(args):
 
 def main(argv=None):
     args = options.train_parser().parse_args(argv)
-    return options.run_reporting_errors(
+    return run_reporting_errors(
         run, args, errors=(TrainingDiverged,),
         interrupted='interrupted: re-run the same command to resume from the last snapshot')
 

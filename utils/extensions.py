@@ -9,6 +9,7 @@ from chainer.training import extension, extensions
 
 from utils import metrics
 from utils.checkpoint import save_checkpoint
+from utils.pipeline import saved_matte
 from utils.utils import (UNKNOWN, atomic_write, chw_to_hwc, read_alpha, read_image, read_trimap,
                          to_uint8, write_png)
 
@@ -123,7 +124,7 @@ class WholeImageValidation(extension.Extension):
     """Scores held-back photographs whole, at full resolution, as ``evaluate.sh`` scores them.
 
     Each photograph is predicted in one pass (``DIM.predict``), rounded to an 8-bit matte with
-    known pixels forced (``metrics.as_saved_matte``) and scored on its given trimap with the
+    known pixels forced (``utils.pipeline.saved_matte``) and scored on its given trimap with the
     authors' SAD and Gradient error (and MSE). Reports ``validation/whole/{SAD, MSE, Grad}``
     (means over photographs and trimaps) and keeps ``OUT/whole_validation.json``: closed-form
     matting's scores of the same photographs (computed once, kept across resumes) and one entry
@@ -148,7 +149,7 @@ class WholeImageValidation(extension.Extension):
         rows = []
         for file in self.files:
             image, gt, trimap = self._read(file)
-            matte = metrics.as_saved_matte(predict(image, trimap), trimap)
+            matte = saved_matte(predict(image, trimap), trimap)
             rows.append({'name': file[0], 'trimap_set': file[3],
                          'SAD': metrics.sad(matte, gt, trimap),
                          'MSE': metrics.mse(matte, gt, trimap),

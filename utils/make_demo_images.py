@@ -7,6 +7,9 @@ Writes:
     synthetic_image.png, synthetic_trimap.png, synthetic_alpha.png
         a 400x300 synthetic composite over a crop of skimage's astronaut, its true alpha and a trimap made
         from it (unknown band = 0 < alpha < 1 dilated by 8 px).
+    synthetic_mask.png
+        a segmentation-style mask of that composite (its alpha thresholded at one half, then
+        blurred by MASK_BLUR px: soft edges like a segmentation network's), for ``--mask``.
     astronaut_image.png, astronaut_trimap.png
         head and shoulders of skimage's astronaut (330x330) with a hand-drawn-style trimap: a
         wide unknown band around the hair (where fine strands meet the backdrop), a narrow one
@@ -27,6 +30,7 @@ from utils.utils import BACKGROUND, FOREGROUND, UNKNOWN, composite, to_uint8, wr
 SYNTHETIC_SEED = 106  # a portrait bust with hair strands
 SYNTHETIC_SIZE = (300, 400)
 UNKNOWN_DILATION = 8
+MASK_BLUR = 1.5  # sigma (px) of the synthetic mask's soft edge
 # Head and shoulders of skimage's astronaut: the crop (rows, columns) and the outline of the person
 # in it (x, y); the crop's left and bottom edges are suit, the top and the right are backdrop.
 ASTRONAUT_CROP = (slice(0, 330), slice(90, 420))
@@ -60,6 +64,15 @@ def make_synthetic():
     bg = synthetic.make_background(rng, h, w, photos=[photo_u8('astronaut') / np.float32(255)])
     image = composite(alpha.astype(np.float32) / 255.0, fg, bg)  # exactly the stored alpha
     return image, alpha, trimap_from_alpha(alpha)
+
+
+def synthetic_mask(alpha_u8):
+    """Soft segmentation mask from an 8-bit alpha: alpha >= 128, Gaussian-blurred (MASK_BLUR).
+
+    Returns:
+        uint8 (H, W) in 0..255.
+    """
+    return to_uint8(ndimage.gaussian_filter((alpha_u8 >= 128).astype(np.float32), MASK_BLUR))
 
 
 def astronaut_trimap(height=330, width=330):
@@ -109,10 +122,11 @@ def main(argv=None):
     write_png(os.path.join(args.out, 'synthetic_image.png'), image)
     write_png(os.path.join(args.out, 'synthetic_alpha.png'), alpha)
     write_png(os.path.join(args.out, 'synthetic_trimap.png'), trimap)
+    write_png(os.path.join(args.out, 'synthetic_mask.png'), synthetic_mask(alpha))
     write_png(os.path.join(args.out, 'astronaut_image.png'), photo_u8('astronaut')[ASTRONAUT_CROP])
     write_png(os.path.join(args.out, 'astronaut_trimap.png'), astronaut_trimap())
     write_png(os.path.join(args.out, 'background.png'), photo_u8('rocket', (480, 640)))
-    print(f'wrote 6 demo images to {args.out}')
+    print(f'wrote 7 demo images to {args.out}')
     return 0
 
 

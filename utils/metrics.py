@@ -15,16 +15,16 @@ magnitudes are rounded to single before being compared. Sums are accumulated in 
 agrees with MATLAB's single-precision sums to well within 1e-5 relative.
 
 This module judges mattes, not models: it imports nothing of the project but ``utils.utils``'s
-trimap constants and ``to_uint8``.
+``UNKNOWN`` constant.
 """
 import math
 
 import numpy as np
 import scipy.ndimage
 
-from utils.utils import BACKGROUND, FOREGROUND, UNKNOWN, to_uint8
+from utils.utils import UNKNOWN
 
-__all__ = ['sad', 'mse', 'gradient_error', 'connectivity_error', 'evaluate_all', 'as_saved_matte']
+__all__ = ['sad', 'mse', 'gradient_error', 'connectivity_error', 'evaluate_all']
 
 
 def _check(pred, gt, trimap):
@@ -221,11 +221,3 @@ def evaluate_all(pred, gt, trimap):
             'Grad': gradient_error(pred, gt, trimap),
             'Conn': connectivity_error(pred, gt, trimap)}
 
-
-def as_saved_matte(alpha, trimap):
-    """Alpha (H, W) in [0, 1] -> the uint8 matte that is scored: rounded to 8 bits as a PNG
-    stores it, NaN as 0, trimap-known pixels forced to 0 / 255."""
-    matte = to_uint8(np.nan_to_num(np.asarray(alpha, np.float64), nan=0.0))
-    matte[trimap == BACKGROUND] = 0
-    matte[trimap == FOREGROUND] = 255
-    return matte
