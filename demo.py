@@ -1,31 +1,33 @@
-"""Pull an alpha matte out of one photo with a trained DIM: ``bash scripts/demo.sh IMAGE TRIMAP``.
+"""Pull alpha mattes out of photos with a trained DIM.
+
+    bash scripts/demo.sh IMAGE TRIMAP           one photo
+    bash scripts/demo.sh IMAGE --mask MASK      one photo, trimap made from a segmentation mask
+    bash scripts/demo.sh IMAGES_DIR TRIMAPS_DIR every image with the trimap of the same stem
+    bash scripts/demo.sh IMAGES_DIR --mask MASKS_DIR
 
 The whole image goes through the network in one pass at full resolution (as the paper tests);
-trimap-known pixels keep 0 / 1. Written into --out_dir (each file atomically):
+trimap-known pixels keep 0 / 1. Written into --out_dir (each file atomically; see
+``utils.pipeline``): ``<stem>_alpha.png``, ``<stem>_cutout.png`` (RGBA, estimated foreground
+colours), ``<stem>_over_<bgstem>.png`` per background of --newimgs_dir and, with --mask,
+``<stem>_trimap.png``. ``--backend onnxruntime`` runs the same pipeline through onnxruntime.
+Folders: see ``utils.folders`` (progress, failures skipped and listed, complete outputs skipped).
 
-* ``<stem>_alpha.png``: the 8-bit alpha matte;
-* ``<stem>_cutout.png``: RGBA, colours = foreground estimated from the image and the matte
-  (pymatting's ``estimate_foreground_ml``), A = the matte;
-* ``<stem>_over_<bgstem>.png``: that foreground composited, I = alpha F + (1 - alpha) B, over each
-  background of --newimgs_dir (a file or a folder), scaled to cover the image and centre-cropped.
-
-With no image and trimap it runs on the bundled imgs/chelsea_image.png and imgs/chelsea_trimap.png.
+With no image and trimap it runs on the bundled imgs/astronaut_image.png and imgs/astronaut_trimap.png.
 """
 import os
 import sys
 import time
 
-import numpy as np
-
 import options
-from utils.checkpoint import load_model
-from utils.utils import (UNKNOWN, InputError, composite, estimate_foreground, list_images,
-                         read_image, read_trimap_reporting, refuse_overwriting_inputs, to_uint8,
-                         write_png)
+from utils import folders, pipeline
+from utils.backends import load_backend
+from utils.cli import run_reporting_errors
+from utils.trimap import default_band
+from utils.utils import InputError, refuse_overwriting_inputs
 
 
 def resolve_inputs(args, parser):
-    """(image path, trimap path) from the positional arguments or --img_path / --tri_path."""
+    """(image path, trimap path or None, mask path or None) from the arguments."""
     paths = []
     for positional, option, flag in (('img_path', 'img_opt', '--img_path'),
                                      ('tri_path', 'tri_opt', '--tri_path')):
@@ -36,98 +38,74 @@ def resolve_inputs(args, parser):
     image, trimap = paths
     image_is_default = image == parser.get_default('img_path')
     trimap_is_default = trimap == parser.get_default('tri_path')
+    if args.mask:
+        if not trimap_is_default:
+            raise InputError(f'{trimap} and --mask {args.mask}: give a trimap or a mask, not both')
+        if image_is_default:
+            raise InputError(f'--mask {args.mask}: give the image it belongs to '
+                             '(demo.py IMAGE --mask MASK)')
+        return image, None, args.mask
+    if args.band is not None:
+        raise InputError('--band goes with --mask')
     if trimap_is_default and not image_is_default:
-        raise InputError(f'{image}: give its trimap too (demo.py IMAGE TRIMAP)')
-    return image, trimap
+        raise InputError(f'{image}: give its trimap too (demo.py IMAGE TRIMAP, or --mask MASK)')
+    return image, trimap, None
 
 
-def list_backgrounds(path):
-    """Background files: ``path`` itself, or the images in the folder ``path``."""
-    if os.path.isfile(path):
-        return [path]
-    if os.path.isdir(path):
-        files = [os.path.join(path, f) for f in list_images(path)]
-        if not files:
-            raise InputError(f'{path}: no background images (png, jpg, bmp, tif) in this folder')
-        return files
-    raise InputError(f'{path}: no such background file or folder (--newimgs_dir)')
-
-
-def output_paths(out_dir, image_path, backgrounds):
-    """{'alpha': path, 'cutout': path, background path: composite path} in --out_dir."""
-    stem = os.path.splitext(os.path.basename(image_path))[0]
-    paths = {'alpha': os.path.join(out_dir, f'{stem}_alpha.png'),
-             'cutout': os.path.join(out_dir, f'{stem}_cutout.png')}
-    stems = [os.path.splitext(os.path.basename(b))[0] for b in backgrounds]
-    for bg, bg_stem in zip(backgrounds, stems):
-        if stems.count(bg_stem) > 1:  # a.png and a.jpg: keep the extension in the name
-            bg_stem = os.path.basename(bg).replace('.', '_')
-        paths[bg] = os.path.join(out_dir, f'{stem}_over_{bg_stem}.png')
-    return paths
-
-
-def cover(background, height, width):
-    """Scale a (h, w, 3) background to cover (height, width), then crop the centre.
-
-    Returns:
-        float32 (height, width, 3) in [0, 1].
-    """
-    from skimage.transform import resize
-    h, w = background.shape[:2]
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    if (new_h, new_w) != (h, w):
-        background = resize(background, (new_h, new_w, 3), order=1, mode='edge',
-                            anti_aliasing=scale < 1)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return np.clip(background[top:top + height, left:left + width], 0, 1).astype(np.float32)
+def check_folders(image, trimap, mask):
+    """Whether this is folder mode: the image path is a folder (then so must the other be)."""
+    guide, what = (mask, '--mask') if mask else (trimap, 'trimap')
+    if not os.path.isdir(image):
+        if os.path.isdir(guide):
+            raise InputError(f'{guide}: {what} is a directory but {image} is not: give two '
+                             'files or two folders')
+        return False
+    if not os.path.isdir(guide):
+        raise InputError(f'{image}: is a directory, so folder mode: give the folder of its '
+                         f'{what}s too, not {guide}')
+    return True
 
 
 def run(args, parser):
     start = time.perf_counter()
-    image_path, trimap_path = resolve_inputs(args, parser)
-    backgrounds = list_backgrounds(args.newimgs_dir)
-    outputs = output_paths(args.out_dir, image_path, backgrounds)
-    refuse_overwriting_inputs(outputs.values(),
-                              [image_path, trimap_path, args.ckpt_path] + backgrounds)
+    image_path, trimap_path, mask_path = resolve_inputs(args, parser)
+    folder_mode = check_folders(image_path, trimap_path, mask_path)
+    bg_paths = pipeline.list_backgrounds(args.newimgs_dir)
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise InputError(f'{args.out_dir}: --out_dir exists and is not a folder')
-
-    image = read_image(image_path)
-    trimap = read_trimap_reporting(trimap_path)
-    if image.shape[:2] != trimap.shape:
-        raise InputError(f'{trimap_path}: trimap is {trimap.shape[1]}x{trimap.shape[0]} but the '
-                         f'image is {image.shape[1]}x{image.shape[0]} (width x height): '
-                         'they must match')
-    if not np.any(trimap == UNKNOWN):
-        raise InputError(f'{trimap_path}: trimap has no unknown (128) pixels: nothing to matte')
-    model = load_model(options.checked_checkpoint(args.ckpt_path), args.gpu_id,
-                       expect_config={'width': args.width} if args.width else None)
-
-    t = time.perf_counter()
-    alpha = model.predict(image, trimap, refine=not args.no_refine)
-    print(f'prediction: {time.perf_counter() - t:.2f} s ({image.shape[1]}x{image.shape[0]}, '
-          f'{np.count_nonzero(trimap == UNKNOWN)} unknown pixels, width {model.config["width"]})')
-    alpha8 = to_uint8(alpha)  # known pixels are exactly 0 / 255: predict keeps them
-    write_png(outputs['alpha'], alpha8)
-    print(f'wrote {outputs["alpha"]}')
-
-    alpha = alpha8.astype(np.float32) / 255.0  # what the saved matte says
-    fg, _ = estimate_foreground(image, alpha)
-    write_png(outputs['cutout'], np.dstack([to_uint8(fg), alpha8]))
-    print(f'wrote {outputs["cutout"]}')
-
-    for bg_path in backgrounds:
-        background = cover(read_image(bg_path), *image.shape[:2])
-        write_png(outputs[bg_path], composite(alpha, fg, background))
-        print(f'wrote {outputs[bg_path]}')
+    protected = [args.ckpt_path, args.onnx] + bg_paths
+    if not folder_mode:
+        outputs = pipeline.output_paths(args.out_dir, image_path, bg_paths,
+                                        with_trimap=bool(mask_path))
+        refuse_overwriting_inputs(outputs.values(), [image_path, trimap_path, mask_path]
+                                  + protected)
+        # read and check the inputs before the (slower) model, so mistakes are reported at once
+        image, trimap = pipeline.read_inputs(image_path, trimap_path, mask_path, args.band)
+    backgrounds = pipeline.read_backgrounds(bg_paths)
+    backend = load_backend(args.backend, args.ckpt_path, options.DEFAULT_CHECKPOINT, args.onnx,
+                           args.gpu_id, args.width)
+    refine = not args.no_refine
+    if folder_mode:
+        code = folders.run_folder(backend, image_path, mask_path or trimap_path, bool(mask_path),
+                                  args.out_dir, backgrounds, protected, args.band, refine,
+                                  args.overwrite)
+        print(f'total: {time.perf_counter() - start:.1f} s')
+        return code
+    info = pipeline.matte_and_write(backend, image, trimap, outputs, backgrounds, refine,
+                                    write_trimap=bool(mask_path))
+    band = args.band or default_band(trimap.shape)
+    band = f', trimap from the mask with a {band} px band' if mask_path else ''
+    print(f'prediction: {info["seconds"]:.2f} s ({info["width"]}x{info["height"]}, '
+          f'{info["unknown"]} unknown pixels, {backend.description}{band})')
+    for path in info['written']:
+        print(f'wrote {path}')
     print(f'total: {time.perf_counter() - start:.2f} s')
 
 
 def main(argv=None):
     parser = options.demo_parser()
     args = parser.parse_args(argv)
-    return options.run_reporting_errors(run, args, parser)
+    return run_reporting_errors(run, args, parser)
 
 
 if __name__ == '__main__':

@@ -9,10 +9,10 @@ scored as a saved PNG matte would be: trimap-known pixels forced to 0 / 255, the
 Written into --out_dir, atomically: ``metrics.csv`` (a row per image, trimap set and method, then
 mean rows per method and set and per method overall), ``summary.md`` (the means as a Markdown
 table) and ``figure.png`` (image | trimap | each method's matte | ground truth | error of the
-first method).
+first method), with ``utils.report``. The images go through ``utils.pipeline`` (reading,
+checks, the saved matte) and ``dim`` through ``utils.backends`` (``--backend onnxruntime``
+scores an exported model).
 """
-import csv
-import io
 import os
 import sys
 import time
@@ -20,19 +20,17 @@ import time
 import numpy as np
 
 import options
-from utils.checkpoint import load_model
+from utils.backends import load_backend
+from utils.cli import run_reporting_errors
 from utils.loader import seed_layout_files
 from utils.metrics import evaluate_all
-from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, atomic_write, read_alpha,
-                         read_image, read_trimap_reporting, refuse_overwriting_inputs, to_uint8,
+from utils.pipeline import read_inputs, saved_matte
+from utils.report import (mean_rows, print_table, thumbnail, write_csv, write_figure,
+                          write_summary)
+from utils.utils import (UNKNOWN, InputError, read_alpha, refuse_overwriting_inputs, to_uint8,
                          write_png)
 
-METRICS = ('SAD', 'MSE', 'Grad', 'Conn')
 PRED_DIR_METHOD = 'pred_dir'
-MEAN_NAME = 'MEAN'  # the name column of mean rows
-ALL_SETS = 'ALL'  # the trimap-set column of per-method overall means
-THUMBNAIL_SIDE = 160  # longest side of the figure's thumbnails, in pixels
-MAX_FIGURE_ROWS = 40  # image x set rows shown in figure.png
 
 
 def image_size(path):
@@ -105,10 +103,10 @@ def make_methods(args):
 
 
 def dim_method(args):
-    """The checkpoint's DIM.predict (as the demo loads it)."""
-    model = load_model(options.checked_checkpoint(args.ckpt_path), args.gpu_id,
-                       expect_config={'width': args.width} if args.width else None)
-    return lambda image, trimap, example: model.predict(image, trimap, refine=not args.no_refine)
+    """The checkpoint (or --onnx model) through ``utils.backends``, as the demo runs it."""
+    backend = load_backend(args.backend, args.ckpt_path, options.DEFAULT_CHECKPOINT, args.onnx,
+                           args.gpu_id, args.width)
+    return lambda image, trimap, example: backend.predict(image, trimap, refine=not args.no_refine)
 
 
 def pymatting_method(name, estimate):
@@ -121,125 +119,6 @@ def pymatting_method(name, estimate):
         except ValueError as e:  # e.g. a trimap without background or foreground pixels
             raise InputError(f'{example[4]}: {name} failed ({e})'.splitlines()[0])
     return predict
-
-
-def as_saved_matte(alpha, trimap):
-    """Alpha in [0, 1] -> uint8 matte with trimap-known pixels forced to 0 / 255."""
-    matte = to_uint8(np.nan_to_num(np.asarray(alpha, np.float64), nan=0.0))
-    matte[trimap == BACKGROUND] = 0
-    matte[trimap == FOREGROUND] = 255
-    return matte
-
-
-def thumbnail(x):
-    """Downscale (nearest) so that the longest side is at most THUMBNAIL_SIDE."""
-    step = max(1, int(np.ceil(max(x.shape[:2]) / THUMBNAIL_SIDE)))
-    return np.ascontiguousarray(x[::step, ::step])
-
-
-def mean_rows(rows, methods, sets):
-    """Mean rows per method and set, then per method over all sets."""
-    out = []
-    for method in methods:
-        for trimap_set in list(sets) + [ALL_SETS]:
-            chosen = [r for r in rows if r['method'] == method
-                      and (trimap_set == ALL_SETS or r['trimap_set'] == trimap_set)]
-            if not chosen:
-                continue
-            mean = {'name': MEAN_NAME, 'trimap_set': trimap_set, 'method': method}
-            for key in METRICS + ('seconds',):
-                values = [r[key] for r in chosen if r[key] is not None]
-                mean[key] = float(np.mean(values)) if values else None
-            mean['n'] = len(chosen)
-            out.append(mean)
-    return out
-
-
-def write_csv(path, rows):
-    columns = ['name', 'trimap_set', 'method'] + list(METRICS) + ['seconds']
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator='\n')
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([row[c] if c in ('name', 'trimap_set', 'method') else
-                         '' if row[c] is None else f'{row[c]:.6g}' for c in columns])
-    text = buffer.getvalue()
-
-    def write(tmp):
-        with open(tmp, 'w', newline='') as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
-def summary_table(means):
-    """Markdown table of the mean rows."""
-    lines = ['| method | trimap set | images | SAD | MSE | Grad | Conn | s / image |',
-             '|---|---|---:|---:|---:|---:|---:|---:|']
-    for m in means:
-        seconds = '' if m['seconds'] is None else f'{m["seconds"]:.2f}'
-        trimap_set = 'all' if m['trimap_set'] == ALL_SETS else m['trimap_set']
-        lines.append(f'| {m["method"]} | {trimap_set} | {m["n"]} | {m["SAD"]:.2f} '
-                     f'| {m["MSE"]:.4f} | {m["Grad"]:.2f} | {m["Conn"]:.2f} | {seconds} |')
-    return '\n'.join(lines)
-
-
-def write_summary(path, means, args):
-    text = (f'Mean errors on `{os.path.basename(os.path.normpath(args.dataset_root))}` '
-            '(SAD, Grad and Conn divided by 1000 as in the authors\' evaluate.m; MSE over unknown '
-            'pixels; mattes scored as 8-bit PNGs with trimap-known pixels forced to 0 / 255).\n\n'
-            + summary_table(means) + '\n')
-
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
-def write_figure(path, panels, methods):
-    """One row per image x set: image | trimap | each method | ground truth | |error| (first)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    shown = panels[:MAX_FIGURE_ROWS]
-    titles = ['image', 'trimap'] + list(methods) + ['ground truth', f'|error| {methods[0]}']
-    aspect = max(p['image'].shape[0] / p['image'].shape[1] for p in shown)
-    cell = 1.6
-    fig, axes = plt.subplots(len(shown), len(titles), squeeze=False,
-                             figsize=(cell * len(titles), cell * aspect * len(shown) + 0.4))
-    for row, panel in zip(axes, shown):
-        first = panel['preds'][methods[0]]
-        error = np.abs(first.astype(np.float32) - panel['gt'].astype(np.float32)) / 255.0
-        pictures = ([panel['image'], panel['trimap']] + [panel['preds'][m] for m in methods]
-                    + [panel['gt'], error])
-        for ax, picture, title in zip(row, pictures, titles):
-            if picture is error:
-                ax.imshow(picture, cmap='magma', vmin=0, vmax=1, interpolation='nearest')
-            elif picture.ndim == 2:
-                ax.imshow(picture, cmap='gray', vmin=0, vmax=255, interpolation='nearest')
-            else:
-                ax.imshow(picture, interpolation='nearest')
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if ax is row[0]:
-                ax.set_ylabel(f'{panel["name"]}\n{panel["trimap_set"]}', fontsize=7)
-        for ax, title in zip(axes[0], titles):
-            ax.set_title(title, fontsize=8)
-    if len(panels) > len(shown):
-        fig.suptitle(f'first {len(shown)} of {len(panels)} image x trimap rows', fontsize=8)
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100))
-    finally:
-        plt.close(fig)
-
-
-def print_table(means):
-    print(f'{"method":<12} {"trimap set":<12} {"n":>4} {"SAD":>9} {"MSE":>8} {"Grad":>9} '
-          f'{"Conn":>9} {"s/img":>7}')
-    for m in means:
-        seconds = '' if m['seconds'] is None else f'{m["seconds"]:.2f}'
-        print(f'{m["method"]:<12} {m["trimap_set"]:<12} {m["n"]:>4} {m["SAD"]:>9.3f} '
-              f'{m["MSE"]:>8.5f} {m["Grad"]:>9.3f} {m["Conn"]:>9.3f} {seconds:>7}')
 
 
 def run(args):
@@ -261,16 +140,15 @@ def run(args):
     done = 0
     for example in examples:
         name, image_path, alpha_path, trimap_set, trimap_path, _ = example
-        image = read_image(image_path)
+        image, trimap = read_inputs(image_path, trimap_path, require_unknown=False)
         gt = to_uint8(read_alpha(alpha_path))
-        trimap = read_trimap_reporting(trimap_path)
         panel = {'name': name, 'trimap_set': trimap_set, 'image': thumbnail(image),
                  'trimap': thumbnail(trimap), 'gt': thumbnail(gt), 'preds': {}}
         for method, predict in methods.items():
             t = time.perf_counter()
             alpha = predict(image, trimap, example)
             seconds = time.perf_counter() - t if method != PRED_DIR_METHOD else None
-            matte = as_saved_matte(alpha, trimap)
+            matte = saved_matte(alpha, trimap)
             scores = evaluate_all(matte, gt, trimap)
             rows.append({'name': name, 'trimap_set': trimap_set, 'method': method,
                          'seconds': seconds, **scores})
@@ -287,7 +165,7 @@ def run(args):
     sets = list(dict.fromkeys(e[3] for e in examples))
     means = mean_rows(rows, list(methods), sets)
     write_csv(outputs[0], rows + means)
-    write_summary(outputs[1], means, args)
+    write_summary(outputs[1], means, os.path.basename(os.path.normpath(args.dataset_root)))
     write_figure(outputs[2], panels, list(methods))
     print()
     print_table(means)
@@ -300,7 +178,7 @@ def run(args):
 
 def main(argv=None):
     args = options.evaluate_parser().parse_args(argv)
-    return options.run_reporting_errors(run, args)
+    return run_reporting_errors(run, args)
 
 
 if __name__ == '__main__':

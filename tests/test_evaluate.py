@@ -11,7 +11,7 @@ from scipy import ndimage
 import evaluate
 import options
 from tests.helpers import one_error_line
-from utils import synthetic
+from utils import report, synthetic
 from utils.make_demo_images import trimap_from_alpha
 from utils.metrics import evaluate_all
 from utils.utils import composite, read_alpha, read_trimap, to_uint8
@@ -60,24 +60,24 @@ def test_csv_has_a_row_per_image_set_and_method_then_means(full_run):
     assert list(rows[0]) == ['name', 'trimap_set', 'method', 'SAD', 'MSE', 'Grad', 'Conn',
                              'seconds']
     methods = ['dim', 'closed_form', 'pred_dir']
-    per_image = [r for r in rows if r['name'] != evaluate.MEAN_NAME]
+    per_image = [r for r in rows if r['name'] != report.MEAN_NAME]
     assert [(r['name'], r['trimap_set'], r['method']) for r in per_image] == [
         (n, s, m) for n in NAMES for s in SETS for m in methods]
-    means = [r for r in rows if r['name'] == evaluate.MEAN_NAME]
+    means = [r for r in rows if r['name'] == report.MEAN_NAME]
     assert [(r['trimap_set'], r['method']) for r in means] == [
-        (s, m) for m in methods for s in list(SETS) + [evaluate.ALL_SETS]]
+        (s, m) for m in methods for s in list(SETS) + [report.ALL_SETS]]
     for mean in means:
         chosen = [r for r in per_image if r['method'] == mean['method'] and
-                  mean['trimap_set'] in (evaluate.ALL_SETS, r['trimap_set'])]
-        for key in evaluate.METRICS:
+                  mean['trimap_set'] in (report.ALL_SETS, r['trimap_set'])]
+        for key in report.METRICS:
             assert float(mean[key]) == pytest.approx(np.mean([float(r[key]) for r in chosen]),
                                                      rel=1e-5, abs=1e-9)
     for r in per_image:
         if r['method'] == 'pred_dir':  # the ground truth scored against itself
-            assert [float(r[k]) for k in evaluate.METRICS] == [0.0] * 4
+            assert [float(r[k]) for k in report.METRICS] == [0.0] * 4
             assert r['seconds'] == ''
         else:
-            assert all(np.isfinite(float(r[k])) and float(r[k]) >= 0 for k in evaluate.METRICS)
+            assert all(np.isfinite(float(r[k])) and float(r[k]) >= 0 for k in report.METRICS)
             assert float(r['seconds']) > 0
         if r['method'] == 'dim':  # an untrained network is far from the truth
             assert float(r['SAD']) > 0.01
@@ -115,7 +115,7 @@ def test_saved_mattes_are_8bit_with_known_pixels_forced_and_score_the_same(full_
              if r['method'] == 'dim'}
     again = {(r['name'], r['trimap_set']): r for r in read_csv(tmp_path / 'metrics.csv')}
     for key, row in first.items():
-        assert [row[k] for k in evaluate.METRICS] == [again[key][k] for k in evaluate.METRICS]
+        assert [row[k] for k in report.METRICS] == [again[key][k] for k in report.METRICS]
 
 
 def test_progress_and_table_on_stdout(dataset, tmp_path, capsys):

@@ -106,3 +106,48 @@ def test_val_names_hold_back_photographs_from_any_root(dataset, tmp_path):
     train_names = {training.raw[i]['name'] for i in range(len(training.raw))}
     assert 'im1.png' not in train_names and {'im0.png', 'im2.png'} <= train_names
     assert len(validation) == 1 and validation._dataset.raw[0]['name'] == 'im1.png'
+
+
+def test_whole_image_validation_scores_as_evaluate_does(tmp_path):
+    """Held-back photographs from two roots are scored whole during training; the last entry
+    equals what evaluate.py reports for the final checkpoint (same scoring)."""
+    import evaluate
+    from tests.test_loader import make_seed_dataset
+    roots = [make_seed_dataset(tmp_path / f'root{i}', count=3) for i in range(2)]
+    for i in range(3):  # distinct names per root
+        for sub in ('input', 'gt', 'trimap/wide'):
+            os.rename(roots[1] / sub / f'im{i}.png', roots[1] / sub / f'b{i}.png')
+    log_root = str(tmp_path / 'run')
+    assert train.main(['--dataset_root', str(roots[0]), str(roots[1]), '--log_root', log_root,
+                       '--max_iter', '4', '--ckpt_frq', '4', '--val_frq', '4',
+                       '--val_whole_frq', '2', '--val_names', 'im0', 'b1'] + TINY) == 0
+    history = json.load(open(os.path.join(log_root, 'whole_validation.json')))
+    assert [v['iteration'] for v in history['validations']] == [2, 4]
+    assert sorted(r['name'] for r in history['validations'][-1]['images']) == ['b1.png', 'im0.png']
+    assert os.path.getsize(os.path.join(log_root, 'whole_validation.png')) > 0
+    logged = np.mean([v['mean']['SAD'] for v in history['validations']])  # one log interval
+    assert read_log(log_root)[-1]['validation/whole/SAD'] == pytest.approx(logged, rel=1e-6)
+
+    ours = {}
+    for root, name in ((roots[0], 'im0'), (roots[1], 'b1')):
+        out = tmp_path / f'eval_{name}'
+        assert evaluate.main([str(root), '--names', name, '--method', 'dim', 'closed_form',
+                              '--no_refine',
+                              '--ckpt_path', os.path.join(log_root, 'model_final.npz'),
+                              '--out_dir', str(out)]) == 0
+        with open(out / 'metrics.csv') as f:
+            rows = [r.split(',') for r in f.read().splitlines()]
+        header = rows[0]
+        for r in rows[1:]:
+            if r[header.index('name')] == f'{name}.png':
+                ours[name, r[header.index('method')]] = float(r[header.index('SAD')])
+    want_dim = np.mean([ours['im0', 'dim'], ours['b1', 'dim']])
+    want_cf = np.mean([ours['im0', 'closed_form'], ours['b1', 'closed_form']])
+    assert history['validations'][-1]['mean']['SAD'] == pytest.approx(want_dim, rel=1e-6)
+    assert history['closed_form']['mean']['SAD'] == pytest.approx(want_cf, rel=1e-6)
+
+
+def test_whole_image_validation_needs_val_names(dataset, tmp_path, capsys):
+    assert train.main(['--dataset_root', dataset, '--log_root', str(tmp_path / 'r'),
+                       '--max_iter', '2', '--val_whole_frq', '2'] + TINY) == 1
+    assert '--val_whole_frq needs --val_names' in capsys.readouterr().err

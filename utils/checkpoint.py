@@ -79,6 +79,15 @@ def load_checkpoint(path, expect_config=None):
     return model
 
 
+def checked_checkpoint(path, shipped):
+    """``path``; if it is ``shipped`` (the default checkpoint) and missing, say that none is."""
+    if path == shipped and not os.path.exists(path):
+        raise InputError(f'no trained checkpoint is shipped yet ({path} does not exist): '
+                         'train one with scripts/train.sh and pass it with --ckpt_path FILE '
+                         'or save it under that name')
+    return path
+
+
 def load_model(path, gpu_id=-1, expect_config=None):
     """``load_checkpoint``, then move the model to GPU ``gpu_id`` (>= 0) or keep it on the CPU."""
     model = load_checkpoint(path, expect_config)

@@ -1,4 +1,5 @@
-"""Trainer extensions: validation with the matting metrics and image grids, a divergence guard."""
+"""Trainer extensions: validation (crops with image grids; whole photographs), a divergence guard."""
+import json
 import math
 import os
 
@@ -8,7 +9,9 @@ from chainer.training import extension, extensions
 
 from utils import metrics
 from utils.checkpoint import save_checkpoint
-from utils.utils import UNKNOWN, chw_to_hwc, to_uint8, write_png
+from utils.pipeline import saved_matte
+from utils.utils import (UNKNOWN, atomic_write, chw_to_hwc, read_alpha, read_image, read_trimap,
+                         to_uint8, write_png)
 
 
 class TrainingDiverged(Exception):
@@ -115,3 +118,85 @@ class AtomicPlotReport(extensions.PlotReport):
         drawn = os.path.join(trainer.out, self._file_name)
         if os.path.exists(drawn):
             os.replace(drawn, os.path.join(trainer.out, self._final_name))
+
+
+class WholeImageValidation(extension.Extension):
+    """Scores held-back photographs whole, at full resolution, as ``evaluate.sh`` scores them.
+
+    Each photograph is predicted in one pass (``DIM.predict``), rounded to an 8-bit matte with
+    known pixels forced (``utils.pipeline.saved_matte``) and scored on its given trimap with the
+    authors' SAD and Gradient error (and MSE). Reports ``validation/whole/{SAD, MSE, Grad}``
+    (means over photographs and trimaps) and keeps ``OUT/whole_validation.json``: closed-form
+    matting's scores of the same photographs (computed once, kept across resumes) and one entry
+    per validation. ``OUT/whole_validation.png`` draws the curves beside closed-form's.
+
+    Args:
+        files: (name, image path, alpha path, trimap set, trimap path) per scored matte, as
+            ``utils.loader.seed_layout_files`` lists them.
+        model: ``nnet.model.DIM``; refine: score the refined alpha (else the encoder-decoder's).
+    """
+    priority = extension.PRIORITY_WRITER
+    KEYS = ('SAD', 'MSE', 'Grad')
+
+    def __init__(self, files, model, refine):
+        self.files, self.model, self.refine = files, model, refine
+
+    def _read(self, file):
+        _, image, alpha, _, trimap = file
+        return read_image(image), to_uint8(read_alpha(alpha)), read_trimap(trimap, warn=False)
+
+    def _scores(self, predict):
+        rows = []
+        for file in self.files:
+            image, gt, trimap = self._read(file)
+            matte = saved_matte(predict(image, trimap), trimap)
+            rows.append({'name': file[0], 'trimap_set': file[3],
+                         'SAD': metrics.sad(matte, gt, trimap),
+                         'MSE': metrics.mse(matte, gt, trimap),
+                         'Grad': metrics.gradient_error(matte, gt, trimap)})
+        return {'mean': {k: float(np.mean([r[k] for r in rows])) for k in self.KEYS},
+                'images': rows}
+
+    def __call__(self, trainer):
+        path = os.path.join(trainer.out, 'whole_validation.json')
+        history = {'closed_form': None, 'validations': []}
+        if os.path.isfile(path):
+            with open(path) as f:
+                history = json.load(f)
+        if history['closed_form'] is None:
+            from pymatting import estimate_alpha_cf
+            history['closed_form'] = self._scores(lambda image, trimap: estimate_alpha_cf(
+                image.astype(np.float64), trimap.astype(np.float64) / 255.0))
+        iteration = trainer.updater.iteration
+        result = self._scores(lambda image, trimap: self.model.predict(image, trimap,
+                                                                       refine=self.refine))
+        history['validations'] = [v for v in history['validations'] if v['iteration'] < iteration]
+        history['validations'].append({'iteration': iteration, **result})
+        chainer.report({f'validation/whole/{k}': v for k, v in result['mean'].items()})
+
+        def write(tmp):
+            with open(tmp, 'w') as f:
+                json.dump(history, f, indent=1)
+        atomic_write(path, write)
+        plot_whole_validation(history, os.path.join(trainer.out, 'whole_validation.png'))
+
+
+def plot_whole_validation(history, path, target=0.7):
+    """SAD and Gradient error against iterations, beside closed-form's and ``target`` x it."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    its = [v['iteration'] for v in history['validations']]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key in zip(axes, ('SAD', 'Grad')):
+        ax.plot(its, [v['mean'][key] for v in history['validations']], 'o-', label='DIM')
+        cf = history['closed_form']['mean'][key]
+        ax.axhline(cf, color='gray', ls='--', label=f'closed-form ({cf:.2f})')
+        ax.axhline(target * cf, color='green', ls=':', label=f'{target} x closed-form')
+        ax.set_xlabel('iteration')
+        ax.set_title(f'{key} of the held-back photographs, whole (mean)')
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=90))
+    plt.close(fig)

@@ -26,12 +26,11 @@ import os
 
 import chainer
 import numpy as np
-from scipy import ndimage
 from skimage.transform import resize
 
-from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, composite,
-                         estimate_foreground, hwc_to_chw, list_images, read_alpha, read_image,
-                         read_trimap)
+from utils.trimap import erode_to_trimap
+from utils.utils import (UNKNOWN, InputError, composite, estimate_foreground, hwc_to_chw,
+                         list_images, read_alpha, read_image, read_trimap)
 
 CROP_SIZES = (320, 480, 640)
 
@@ -236,20 +235,16 @@ def generate_trimap(alpha, rng, kernel_range):
     """Trimap from a ground-truth alpha by random dilation and erosion of its unknown band.
 
     The definite foreground (alpha = 1) and background (alpha = 0) are each eroded by a random
-    radius drawn from ``kernel_range`` (pixels, inclusive); what remains is unknown.
+    radius drawn from ``kernel_range`` (pixels, inclusive; foreground first); what remains is
+    unknown (``utils.trimap.erode_to_trimap``).
 
     Returns:
         uint8 (H, W) in {0, 128, 255}.
     """
     low, high = kernel_range
-    fg = alpha >= 1.0 - 1e-3
-    bg = alpha <= 1e-3
-    trimap = np.full(alpha.shape, UNKNOWN, np.uint8)
-    for mask, value in ((fg, FOREGROUND), (bg, BACKGROUND)):
-        radius = rng.integers(low, high + 1)
-        if mask.any():
-            trimap[ndimage.distance_transform_edt(mask) > radius] = value
-    return trimap
+    fg_radius = rng.integers(low, high + 1)
+    bg_radius = rng.integers(low, high + 1)
+    return erode_to_trimap(alpha, fg_radius, bg_radius)
 
 
 def crop_around_unknown(arrays, unknown, crop, rng):

@@ -7,8 +7,13 @@ Writes:
     synthetic_image.png, synthetic_trimap.png, synthetic_alpha.png
         a 400x300 synthetic composite over a crop of skimage's astronaut, its true alpha and a trimap made
         from it (unknown band = 0 < alpha < 1 dilated by 8 px).
-    chelsea_image.png, chelsea_trimap.png
-        skimage's chelsea cat (451x300) with a hand-drawn-style trimap around the cat.
+    synthetic_mask.png
+        a segmentation-style mask of that composite (its alpha thresholded at one half, then
+        blurred by MASK_BLUR px: soft edges like a segmentation network's), for ``--mask``.
+    astronaut_image.png, astronaut_trimap.png
+        head and shoulders of skimage's astronaut (330x330) with a hand-drawn-style trimap: a
+        wide unknown band around the hair (where fine strands meet the backdrop), a narrow one
+        around the suit.
     background.png
         skimage's rocket photo cropped to 4:3 and resized to 640x480, to composite demo results onto.
 """
@@ -25,11 +30,15 @@ from utils.utils import BACKGROUND, FOREGROUND, UNKNOWN, composite, to_uint8, wr
 SYNTHETIC_SEED = 106  # a portrait bust with hair strands
 SYNTHETIC_SIZE = (300, 400)
 UNKNOWN_DILATION = 8
-# Outline of the cat in chelsea (x, y); the image is 451x300. The left and bottom edges of the
-# photo are cat, the top-left corner and the right side are background.
-CHELSEA_OUTLINE = [(38, -1), (37, 30), (36, 60), (35, 95), (26, 112), (12, 122), (-1, 128),
-                   (-1, 300), (342, 300), (345, 280), (350, 240), (357, 200), (364, 160),
-                   (367, 120), (370, 80), (380, 40), (392, 12), (400, -1)]
+MASK_BLUR = 1.5  # sigma (px) of the synthetic mask's soft edge
+# Head and shoulders of skimage's astronaut: the crop (rows, columns) and the outline of the person
+# in it (x, y); the crop's left and bottom edges are suit, the top and the right are backdrop.
+ASTRONAUT_CROP = (slice(0, 330), slice(90, 420))
+ASTRONAUT_OUTLINE = [(-1, 331), (-1, 225), (22, 195), (35, 170), (60, 155), (95, 150), (92, 140),
+                     (85, 130), (78, 110), (76, 80), (82, 50), (98, 28), (122, 17), (155, 16),
+                     (180, 24), (192, 42), (198, 75), (196, 105), (190, 128), (186, 146),
+                     (212, 165), (235, 210), (255, 250), (270, 285), (280, 331)]
+HAIR_BOTTOM = 145  # rows above are hair and face: the band is widest there
 
 
 def trimap_from_alpha(alpha_u8, dilation=UNKNOWN_DILATION):
@@ -57,27 +66,33 @@ def make_synthetic():
     return image, alpha, trimap_from_alpha(alpha)
 
 
-def chelsea_trimap(height=300, width=451):
-    """Hand-drawn-style trimap for skimage's chelsea: a polygon around the cat with an unknown
-    band of about 18 px along the outline, widened to ~40 px where the whiskers stick out
-    (bottom right). The photo's own borders are not outline.
+def synthetic_mask(alpha_u8):
+    """Soft segmentation mask from an 8-bit alpha: alpha >= 128, Gaussian-blurred (MASK_BLUR).
+
+    Returns:
+        uint8 (H, W) in 0..255.
+    """
+    return to_uint8(ndimage.gaussian_filter((alpha_u8 >= 128).astype(np.float32), MASK_BLUR))
+
+
+def astronaut_trimap(height=330, width=330):
+    """Hand-drawn-style trimap for the astronaut crop: unknown within about 16 px of the outline
+    around the hair, 6 px around the suit, a smooth change in between.
 
     Returns:
         uint8 (H, W) in {0, 128, 255}.
     """
     from skimage.draw import polygon
-    xs, ys = zip(*CHELSEA_OUTLINE)
-    cat = np.zeros((height, width), bool)
-    rr, cc = polygon(np.array(ys), np.array(xs), shape=cat.shape)
-    cat[rr, cc] = True
-    inside = ndimage.distance_transform_edt(cat)    # distance to the nearest background pixel
-    outside = ndimage.distance_transform_edt(~cat)  # distance to the nearest cat pixel
-    yy, xx = np.mgrid[:height, :width]
-    whiskers = np.exp(-(((yy - 270) / 45.0) ** 2 + ((xx - 360) / 40.0) ** 2))
-    half_out = 9 + 3 * np.sin(yy / 23.0) + 28 * whiskers  # wobble like a hand-drawn brush
-    half_in = 9 + 2 * np.cos(yy / 31.0)
-    trimap = np.where(cat, FOREGROUND, BACKGROUND).astype(np.uint8)
-    trimap[(cat & (inside <= half_in)) | (~cat & (outside <= half_out))] = UNKNOWN
+    xs, ys = zip(*ASTRONAUT_OUTLINE)
+    person = np.zeros((height, width), bool)
+    rr, cc = polygon(np.array(ys), np.array(xs), shape=person.shape)
+    person[rr, cc] = True
+    inside = ndimage.distance_transform_edt(person)    # distance to the nearest backdrop pixel
+    outside = ndimage.distance_transform_edt(~person)  # distance to the nearest person pixel
+    rows = np.arange(height)[:, None]
+    half = 6 + 10 / (1 + np.exp((rows - HAIR_BOTTOM) / 6.0))
+    trimap = np.where(person, FOREGROUND, BACKGROUND).astype(np.uint8)
+    trimap[(person & (inside <= half)) | (~person & (outside <= half))] = UNKNOWN
     return trimap
 
 
@@ -107,10 +122,11 @@ def main(argv=None):
     write_png(os.path.join(args.out, 'synthetic_image.png'), image)
     write_png(os.path.join(args.out, 'synthetic_alpha.png'), alpha)
     write_png(os.path.join(args.out, 'synthetic_trimap.png'), trimap)
-    write_png(os.path.join(args.out, 'chelsea_image.png'), photo_u8('chelsea'))
-    write_png(os.path.join(args.out, 'chelsea_trimap.png'), chelsea_trimap())
+    write_png(os.path.join(args.out, 'synthetic_mask.png'), synthetic_mask(alpha))
+    write_png(os.path.join(args.out, 'astronaut_image.png'), photo_u8('astronaut')[ASTRONAUT_CROP])
+    write_png(os.path.join(args.out, 'astronaut_trimap.png'), astronaut_trimap())
     write_png(os.path.join(args.out, 'background.png'), photo_u8('rocket', (480, 640)))
-    print(f'wrote 6 demo images to {args.out}')
+    print(f'wrote 7 demo images to {args.out}')
     return 0
 
 

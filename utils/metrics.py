@@ -220,3 +220,4 @@ def evaluate_all(pred, gt, trimap):
             'MSE': mse(pred, gt, trimap),
             'Grad': gradient_error(pred, gt, trimap),
             'Conn': connectivity_error(pred, gt, trimap)}
+

@@ -48,6 +48,27 @@ def _check_pixel_count(path):
                          f'{MAX_PIXELS // 2**20} megapixel limit')
 
 
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _read_png16(path):
+    """A PNG with 16 bits per sample decoded to uint16 by libspng (``pyspng``), else None.
+
+    Pillow (under skimage.io and imageio) decodes 16-bit RGB and RGBA PNGs to 8 bits, dropping
+    the low byte; libspng keeps them. Gray 16-bit comes back as gray + alpha, RGB as RGBA (the
+    readers below drop that alpha).
+    """
+    with open(path, 'rb') as f:
+        head = f.read(25)
+    # signature, IHDR length and type, width, height, then the bit depth (byte 24)
+    if len(head) < 25 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b'IHDR' \
+            or head[24] != 16:
+        return None
+    import pyspng
+    with open(path, 'rb') as f:
+        return np.asarray(pyspng.load(f.read()))
+
+
 def _read_raw(path):
     """Decode an image file to a numpy array without changing its values or dtype."""
     import skimage.io
@@ -61,7 +82,9 @@ def _read_raw(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            raw = np.asarray(skimage.io.imread(path))
+            raw = _read_png16(path)
+            if raw is None:
+                raw = np.asarray(skimage.io.imread(path))
     except Exception as e:  # decoders raise many types (OSError, ValueError, SyntaxError, ...)
         raise InputError(f'{path}: cannot be read as an image ({type(e).__name__}: {e})'.splitlines()[0])
     if raw.ndim not in (2, 3) or raw.size == 0 or raw.dtype == object:
