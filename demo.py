@@ -5,7 +5,8 @@ trimap-known pixels keep 0 / 1. Written into --out_dir (each file atomically):
 
 * ``<stem>_alpha.png``: the 8-bit alpha matte;
 * ``<stem>_cutout.png``: RGBA, colours = foreground estimated from the image and the matte
-  (pymatting's ``estimate_foreground_ml``), A = the matte;
+  (pymatting's ``estimate_foreground_ml``; the image's own colours, with a warning, where
+  pymatting cannot be imported), A = the matte;
 * ``<stem>_over_<bgstem>.png``: that foreground composited, I = alpha F + (1 - alpha) B, over each
   background of --newimgs_dir (a file or a folder), scaled to cover the image and centre-cropped.
 
@@ -113,7 +114,13 @@ def run(args, parser):
     print(f'wrote {outputs["alpha"]}')
 
     alpha = alpha8.astype(np.float32) / 255.0  # what the saved matte says
-    fg, _ = estimate_foreground(image, alpha)
+    try:
+        fg, _ = estimate_foreground(image, alpha)
+    except ImportError as e:  # pymatting (or its numba) is not installed
+        reason = (str(e).splitlines() or [''])[0]
+        print(f'warning: foreground colours not estimated ({reason}); the cutout and composites use '
+              "the image's own colours", file=sys.stderr)
+        fg = image
     write_png(outputs['cutout'], np.dstack([to_uint8(fg), alpha8]))
     print(f'wrote {outputs["cutout"]}')
 

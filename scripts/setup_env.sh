@@ -8,8 +8,20 @@
 # setuptools), so numpy and an old setuptools go in first and chainer is built without build
 # isolation.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The interpreter's real path: also a pyenv version that is installed but not selected (pyenv's
+# shim then refuses to run it).
+resolve_python() {
+    "$1" -c 'import sys; print(sys.executable)' 2>/dev/null && return
+    command -v pyenv >/dev/null || return 1
+    local version exe
+    for version in $(pyenv versions --bare | grep -E "^${1#python}(\.|$)" | sort -rV); do
+        exe="$(pyenv root)/versions/$version/bin/$1"
+        [ -x "$exe" ] && { echo "$exe"; return; }
+    done
+    return 1
+}
 if [ -n "${PYTHON:-}" ]; then
-    PYTHON_BIN="$(command -v "$PYTHON")" || { echo "error: PYTHON=$PYTHON is not an interpreter on PATH" >&2; exit 1; }
+    PYTHON_BIN="$(resolve_python "$PYTHON")" || { echo "error: PYTHON=$PYTHON is not an interpreter on PATH" >&2; exit 1; }
     VENV="$ROOT/.venv-$(basename "$PYTHON")"
 else
     PYTHON_BIN="$(command -v python3.11 || command -v python3)"
