@@ -9,13 +9,13 @@
 #   3. runs demo.py on a 1920x1080 photo with the trained checkpoint, and times DIM.predict again;
 # printing times and GPU memory. Log: OUT_DIR/gpu_check.log; results, one JSON line per step:
 # OUT_DIR/results.jsonl; training outputs (log, snapshots, checkpoints): OUT_DIR/train.
-# Each step has a time limit, and all of them together stay inside $BUDGET seconds (default 450:
+# Each step has a time limit, and all of them together stay inside $BUDGET seconds (default 480:
 # with the machine's start, well inside the device tool's 10-minute command and 15-minute lease).
 #
 # Settings (environment): PYTHON (default: python3, else python3.12), GPU_ID (default 0; -1 runs
 # the same steps on the CPU, to test this script on a machine without a GPU), ITERS (300),
 # RESUME_ITERS (20), BATCH (4), CROP (320), DEMO_SIZE (1920x1080), PREDICT_REPEATS (3),
-# BUDGET (450), WHEELS (wheels/),
+# BUDGET (480), WHEELS (wheels/),
 # VGG_WEIGHTS (the VGG16 start; default wheels/vgg16_hed_float16.npz, see scripts/gpu_wheels.sh),
 # SITE (where the wheels are installed; default /tmp/dim_gpu_site).
 set -uo pipefail
@@ -24,7 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="$(mkdir -p "$1" && cd "$1" && pwd)" || { echo "error: cannot create $1" >&2; exit 1; }
 GPU_ID="${GPU_ID:-0}" ITERS="${ITERS:-300}" RESUME_ITERS="${RESUME_ITERS:-20}"
 BATCH="${BATCH:-4}" CROP="${CROP:-320}" DEMO_SIZE="${DEMO_SIZE:-1920x1080}"
-PREDICT_REPEATS="${PREDICT_REPEATS:-3}" BUDGET="${BUDGET:-450}"
+PREDICT_REPEATS="${PREDICT_REPEATS:-3}" BUDGET="${BUDGET:-480}"
 WHEELS="${WHEELS:-$ROOT/wheels}" SITE="${SITE:-/tmp/dim_gpu_site}"
 VGG_WEIGHTS="${VGG_WEIGHTS:-$WHEELS/vgg16_hed_float16.npz}"
 export GPU_CHECK_RESULTS="$OUT_DIR/results.jsonl" PYTHONUNBUFFERED=1
@@ -129,12 +129,12 @@ LOG_ROOT="$OUT_DIR/train"
 TRAIN=(train.py --dataset_root "${roots[@]}" --log_root "$LOG_ROOT" --gpu_id "$GPU_ID"
        --width 1.0 --vgg_weights "$VGG_WEIGHTS" --base_lr 1e-5 --batch_size "$BATCH"
        --H "$CROP" --W "$CROP" --log_frq 20 --ckpt_frq 150 --val_frq 150 --n_val 8 --seed 0)
-run_limited 180 "training" "$PY" scripts/gpu_check.py run "${TRAIN[@]}" --max_iter "$ITERS"
+run_limited 200 "training" "$PY" scripts/gpu_check.py run "${TRAIN[@]}" --max_iter "$ITERS"
 "$PY" scripts/gpu_check.py train-speed "$LOG_ROOT"
 LAST_SNAPSHOT="$(ls "$LOG_ROOT" 2>/dev/null | sed -n 's/^snapshot_iter_\([0-9]*\)$/\1/p' | sort -n | tail -1)"
 step "2b. resuming from the last snapshot (${LAST_SNAPSHOT:-none}) for $RESUME_ITERS iterations"
 if [ -n "$LAST_SNAPSHOT" ]; then
-    run_limited 60 "resumed training" "$PY" scripts/gpu_check.py run "${TRAIN[@]}" \
+    run_limited 90 "resumed training" "$PY" scripts/gpu_check.py run "${TRAIN[@]}" \
         --max_iter "$((LAST_SNAPSHOT + RESUME_ITERS))"
 else
     FAILED+=("resumed training (no snapshot)")
