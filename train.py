@@ -14,8 +14,8 @@ from chainer.training import extensions
 import options
 from nnet.loss import MattingLoss
 from nnet.model import DIM
-from utils.checkpoint import (SNAPSHOT_PREFIX, load_checkpoint, resume_from_latest_snapshot,
-                              save_checkpoint)
+from utils.checkpoint import (SNAPSHOT_PREFIX, device_from_gpu_id, load_checkpoint,
+                              resume_from_latest_snapshot, save_checkpoint)
 from utils.cli import run_reporting_errors
 from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
                               ModelCheckpoint, TrainingDiverged, WholeImageValidation)
@@ -89,7 +89,7 @@ def build_datasets(args):
 
 def run(args):
     options.check_train_args(args)
-    device = chainer.get_device('@numpy' if args.gpu_id < 0 else f'@cupy:{args.gpu_id}')
+    device = device_from_gpu_id(args.gpu_id)
     np.random.seed(args.seed)  # Chainer's initializers draw from NumPy's global generator
     model = build_model(args)
     train, val = build_datasets(args)
@@ -118,8 +118,9 @@ def run(args):
     def every(frq):
         return lambda t: t.updater.iteration % frq == 0 or t.updater.iteration >= last_iteration
 
-    log_every = every(args.log_frq)
-    trainer.extend(DivergenceGuard())
+    log_every, snapshot_every = every(args.log_frq), every(args.ckpt_frq)
+    # on the GPU the guard reads the loss only where a log or a snapshot is written
+    trainer.extend(DivergenceGuard(read_trigger=lambda t: log_every(t) or snapshot_every(t)))
     if args.optimizer == 'momentum_sgd':
         trainer.extend(extensions.LinearShift(lr_name, (args.base_lr, 0.0), (0, last_iteration)))
     trainer.extend(MattingValidation(val, model, refine=args.stage != 1, device=device),
@@ -144,8 +145,8 @@ def run(args):
         trainer.extend(AtomicPlotReport(['validation/main/SAD'], 'iteration',
                                         file_name='validation_sad.png', trigger=log_every))
     trainer.extend(extensions.snapshot(filename=SNAPSHOT_PREFIX + '{.updater.iteration}', n_retains=2),
-                   trigger=every(args.ckpt_frq))
-    trainer.extend(ModelCheckpoint(model), trigger=every(args.ckpt_frq))
+                   trigger=snapshot_every)
+    trainer.extend(ModelCheckpoint(model), trigger=snapshot_every)
     trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
     resumed = resume_from_latest_snapshot(trainer, args.log_root)
     if resumed is not None:
