@@ -124,8 +124,9 @@ def run(args, job=None):
     def every(frq):
         return lambda t: t.updater.iteration % frq == 0 or t.updater.iteration >= last_iteration
 
-    log_every = every(args.log_frq)
-    trainer.extend(DivergenceGuard())
+    log_every, snapshot_every = every(args.log_frq), every(args.ckpt_frq)
+    # on the GPU the guard reads the loss only where a log or a snapshot is written
+    trainer.extend(DivergenceGuard(read_trigger=lambda t: log_every(t) or snapshot_every(t)))
     if args.optimizer == 'momentum_sgd':
         trainer.extend(extensions.LinearShift(lr_name, (args.base_lr, 0.0), (0, last_iteration)))
     trainer.extend(MattingValidation(val, model, refine=args.stage != 1, device=device),
@@ -150,8 +151,8 @@ def run(args, job=None):
         trainer.extend(AtomicPlotReport(['validation/main/SAD'], 'iteration',
                                         file_name='validation_sad.png', trigger=log_every))
     trainer.extend(extensions.snapshot(filename=SNAPSHOT_PREFIX + '{.updater.iteration}', n_retains=2),
-                   trigger=every(args.ckpt_frq))
-    trainer.extend(ModelCheckpoint(model), trigger=every(args.ckpt_frq))
+                   trigger=snapshot_every)
+    trainer.extend(ModelCheckpoint(model), trigger=snapshot_every)
     trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
     job.ready()  # every rank set up (else all stop, rank 0 saying why); collectives from here
     job.share_weights(model, optimizer)

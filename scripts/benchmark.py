@@ -16,12 +16,16 @@ workers take their runs in turns (fast, torch, fast, torch, ...; half a second o
 each) so that a background load on the shared machine hits them alike; stock Chainer's runs come
 after theirs. Speed comparisons are the ratios of one run of this script.
 
+``--stack-python PYTHON`` also times this project's path under another interpreter (another
+NumPy and the OpenBLAS inside its wheel; e.g. ``.venv-np1/bin/python``, see README), in turns with
+the others.
+
 ``--predict-once`` instead times what demo.py does for one photo: one two-stage DIM.predict of a
 1920x1080 picture in a fresh process, with and without ``keep_freed_memory()``.
 
 Usage: scripts/bench.sh [--repeats 5] [--big-repeats 2] [--width 1.0] [--threads N]
                         [--no-torch] [--no-stock] [--no-onnxruntime] [--no-big]
-                        [--no-keep-freed-memory]
+                        [--no-keep-freed-memory] [--stack-python .venv-np1/bin/python]
        scripts/bench.sh --predict-once [--big-repeats 2]
 """
 import argparse
@@ -42,7 +46,8 @@ CASES = {  # name: (label, height, width, backward)
     'fwd1080': ('1920x1080 forward', 1080, 1920, False),
 }
 IMPLS = {'fast': 'chainer (this project)', 'stock': 'chainer stock', 'torch': 'pytorch',
-         'onnxruntime': 'onnxruntime (exported)'}
+         'onnxruntime': 'onnxruntime (exported)',
+         'stack': 'chainer, --stack-python'}  # 'stack': the 'fast' worker, another interpreter
 PAUSE = 0.5  # seconds of quiet before each timed run
 
 
@@ -229,7 +234,9 @@ class Worker:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
                    OMP_NUM_THREADS=str(args.threads))
         env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-        cmd = [sys.executable, os.path.abspath(__file__), '--worker', '--impl', impl,
+        python = args.stack_python if impl == 'stack' else sys.executable
+        cmd = [python, os.path.abspath(__file__), '--worker', '--impl',
+               'fast' if impl == 'stack' else impl,
                '--case', case, '--width', str(args.width), '--threads', str(args.threads)]
         cmd += ['--no-keep-freed-memory'] if args.no_keep_freed_memory else []
         self.impl = impl
@@ -276,7 +283,7 @@ def have_torch():
         return False
 
 
-def sgemm_ceiling(threads):
+def sgemm_ceiling(threads, python=sys.executable):
     """GFLOP/s of NumPy's float32 matrix product (2048^3) in a fresh process, best of 5."""
     code = ('import numpy as np, time\n'
             'a = np.random.rand(2048, 2048).astype(np.float32); a @ a; best = 1e9\n'
@@ -284,8 +291,20 @@ def sgemm_ceiling(threads):
             '    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n'
             'print(2 * 2048 ** 3 / best / 1e9)\n')
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
+    out = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env)
     return float(out.stdout.strip()) if out.returncode == 0 else float('nan')
+
+
+def stack_info(python):
+    """(NumPy version, 'BLAS name version, GEMMs via cblas|numpy') of an interpreter."""
+    code = ('import nnet.compat, numpy, nnet.fast_conv as f\n'
+            "b = numpy.show_config(mode='dicts')['Build Dependencies']['blas']\n"
+            "print(numpy.__version__); print(f\"{b['name']} {b['version']}, GEMMs via "
+            "{f.blas_backend()}\")\n")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env)
+    lines = out.stdout.split('\n') if out.returncode == 0 else ['?', 'BLAS unknown']
+    return lines[0], lines[1]
 
 
 def median(values):
@@ -377,6 +396,9 @@ def main():
                              '(glibc returns freed memory to the system)')
     parser.add_argument('--cases', default=','.join(CASES),
                         help=f'comma-separated subset of {",".join(CASES)}')
+    parser.add_argument('--stack-python', metavar='PYTHON',
+                        help="also time this project's path under this interpreter (another "
+                             'NumPy/OpenBLAS stack), in turns with the others')
     parser.add_argument('--predict-once', action='store_true',
                         help='instead: time one two-stage DIM.predict of a 1920x1080 picture per '
                              'fresh process, with and without keep_freed_memory()')
@@ -403,6 +425,13 @@ def main():
           f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; this project keeps freed '
           f"memory: {'no' if args.no_keep_freed_memory else 'yes'}")
     print(f'NumPy float32 matrix product (2048^3): {sgemm_ceiling(args.threads):.0f} GFLOP/s')
+    if args.stack_python:
+        for name, python in (('this interpreter', sys.executable),
+                             ('--stack-python', args.stack_python)):
+            version, blas = stack_info(python)
+            print(f'{name}: {python}, numpy {version}, {blas}; float32 matrix product '
+                  f'{sgemm_ceiling(args.threads, python):.0f} GFLOP/s')
+        IMPLS['stack'] = f'chainer, numpy {version}'
     if not torch_ok:
         print('PyTorch: ' + ('skipped (--no-torch)' if args.no_torch else
                              'not installed (pip install torch==2.13.0 to compare)'))
@@ -423,7 +452,8 @@ def main():
         repeats = args.big_repeats if big else args.repeats
         # this project and PyTorch take turns; stock Chainer runs afterwards (its gigabyte of
         # memory churn slowed whichever implementation ran next)
-        groups = [['fast'] + (['torch'] if torch_ok else [])
+        groups = [['fast'] + (['stack'] if args.stack_python else [])
+                  + (['torch'] if torch_ok else [])
                   + (['onnxruntime'] if not args.no_onnxruntime and not backward else [])]
         groups += [['stock']] if not args.no_stock and not big else []
         workers = []
@@ -449,7 +479,7 @@ def main():
             print(f'{"":26s} {IMPLS["stock"]:24s} {"skipped":>8s}  (its im2col needs tens of GB '
                   'at this size)')
         fast = results['fast']
-        for other in ('torch', 'onnxruntime', 'stock'):
+        for other in ('torch', 'stack', 'onnxruntime', 'stock'):
             o = results.get(other)
             if o and o.times and fast.times:
                 print(f'{"":26s} {"ratio chainer/" + other:24s} '

@@ -1,5 +1,7 @@
-"""Shared fixtures: where ../shared is, and small deterministic inputs."""
+"""Shared fixtures: where ../shared is, and small deterministic inputs; GPU tests' skipping."""
 import nnet.compat  # noqa: F401,E402  (NumPy 2: before any chainer import; see nnet/compat.py)
+import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +9,33 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_unavailable_reason():
+    """Why CuPy cannot run on a GPU here (one line), or None when it can."""
+    from chainer.backends import cuda
+    if not cuda.available:
+        error = getattr(cuda, '_resolution_error', None)
+        return 'CuPy is not usable: ' + ((str(error).splitlines() or [''])[0] if error
+                                         else 'not installed')
+    try:
+        count = cuda.cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CuPy without a CUDA driver
+        return f'no GPU ({type(e).__name__}: {(str(e).splitlines() or [""])[0]})'
+    return None if count > 0 else 'no GPU'
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``gpu`` skip where no GPU is usable; with DIM_REQUIRE_GPU=1 they fail."""
+    if item.get_closest_marker('gpu') is None:
+        return
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get('DIM_REQUIRE_GPU') == '1':
+        pytest.fail(f'needs a GPU (DIM_REQUIRE_GPU=1): {reason}', pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture

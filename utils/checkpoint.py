@@ -88,18 +88,35 @@ def checked_checkpoint(path, shipped):
     return path
 
 
+def device_from_gpu_id(gpu_id):
+    """The Chainer device of ``--gpu_id``: ``@numpy`` for -1, else ``@cupy:<gpu_id>``.
+
+    Raises:
+        InputError: GPU asked for but CuPy is missing or unusable, or there is no such GPU.
+    """
+    if gpu_id < 0:
+        return chainer.get_device('@numpy')
+    from chainer.backends import cuda
+    if not cuda.available:
+        error = getattr(cuda, '_resolution_error', None)
+        reason = (str(error).splitlines() or [''])[0] if error else 'not installed'
+        raise InputError(f'--gpu_id {gpu_id}: CuPy cannot be used ({reason}); install it with '
+                         '`bash scripts/setup_env.sh --gpu`, or use --gpu_id -1 for the CPU')
+    try:
+        device = chainer.get_device(f'@cupy:{gpu_id}')
+        device.use()
+    except Exception as e:  # no CUDA driver, no such GPU
+        reason = (str(e).splitlines() or [''])[0]
+        raise InputError(f'--gpu_id {gpu_id}: cannot use the GPU ({type(e).__name__}: '
+                         f'{reason}); use --gpu_id -1 for the CPU')
+    return device
+
+
 def load_model(path, gpu_id=-1, expect_config=None):
     """``load_checkpoint``, then move the model to GPU ``gpu_id`` (>= 0) or keep it on the CPU."""
     model = load_checkpoint(path, expect_config)
     if gpu_id >= 0:
-        try:
-            device = chainer.get_device(f'@cupy:{gpu_id}')
-        except Exception as e:  # no CuPy, no CUDA, no such GPU
-            reason = (str(e).splitlines() or [''])[0]
-            raise InputError(f'--gpu_id {gpu_id}: cannot use the GPU ({type(e).__name__}: '
-                             f'{reason}); use --gpu_id -1 for the CPU')
-        model.to_device(device)
-        device.use()
+        model.to_device(device_from_gpu_id(gpu_id))
     return model
 
 

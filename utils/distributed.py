@@ -35,7 +35,7 @@ import numpy as np
 from chainer import serializers
 from chainer.training import extension, extensions
 
-from utils.checkpoint import SNAPSHOT_PREFIX, resume_from_latest_snapshot
+from utils.checkpoint import SNAPSHOT_PREFIX, device_from_gpu_id, resume_from_latest_snapshot
 from utils.extensions import DivergenceGuard, TrainingDiverged
 from utils.utils import InputError
 
@@ -103,15 +103,8 @@ class Job:
 
     def device(self, gpu_id):
         """The chainer device of this rank: the CPU, or GPU ``gpu_id`` + its index on its node."""
-        if gpu_id < 0:
-            return chainer.get_device('@numpy')
-        gpu = gpu_id + (self.comm.intra_rank if self.comm else 0)
-        try:
-            return chainer.get_device(f'@cupy:{gpu}')
-        except Exception as e:  # no CuPy, no CUDA, no such GPU
-            reason = (str(e).splitlines() or [''])[0]
-            raise InputError(f'GPU {gpu} (--gpu_id {gpu_id} + rank on the node) cannot be used '
-                             f'({type(e).__name__}: {reason})')
+        gpu = gpu_id + self.comm.intra_rank if self.comm and gpu_id >= 0 else gpu_id
+        return device_from_gpu_id(gpu)
 
     def check_batch(self, batch_size):
         """Raise InputError unless ``batch_size`` (global batch) splits evenly over the ranks."""

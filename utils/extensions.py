@@ -22,19 +22,44 @@ class DivergenceGuard(extension.Extension):
     """Stops training when ``main/loss`` is NaN or Inf, before any snapshot of that iteration.
 
     Runs first among the extensions of an iteration, so the last snapshot on disk is the last
-    good one.
+    good one. A NumPy loss is checked every iteration. A CuPy loss is only folded into a flag
+    on the GPU (no copy to the host, so the loop never waits for the GPU), and that flag is read
+    on the iterations where ``read_trigger`` fires: give it every iteration that writes a
+    snapshot or a log (default: every iteration).
     """
     trigger = 1, 'iteration'
     priority = extension.PRIORITY_WRITER + 100
 
+    def __init__(self, read_trigger=None):
+        self.read_trigger = read_trigger
+        self._first_bad = None  # on the GPU: (iteration, loss) of the first non-finite loss
+
     def __call__(self, trainer):
         loss = trainer.observation.get('main/loss')
-        if loss is not None and not math.isfinite(float(chainer.backend.CpuDevice().send(
-                getattr(loss, 'array', loss)))):
-            raise TrainingDiverged(
-                f'loss became {float(getattr(loss, "array", loss))} at iteration '
-                f'{trainer.updater.iteration}; the last good snapshot in {trainer.out} is kept '
-                f'(try a lower --base_lr)')
+        if loss is None:
+            return
+        loss = getattr(loss, 'array', loss)
+        iteration = trainer.updater.iteration
+        xp = chainer.backend.get_array_module(loss)
+        if xp is np:
+            if not math.isfinite(float(loss)):
+                self._stop(trainer, float(loss), iteration)
+            return
+        if self._first_bad is None:
+            self._first_bad = (xp.full((), -1, np.int64), xp.zeros((), loss.dtype))
+        at, value = self._first_bad
+        bad = ~xp.isfinite(loss) & (at < 0)
+        self._first_bad = (xp.where(bad, iteration, at), xp.where(bad, loss, value))
+        if self.read_trigger is None or self.read_trigger(trainer):
+            at, value = (chainer.backend.CpuDevice().send(a) for a in self._first_bad)
+            if int(at) >= 0:
+                self._stop(trainer, float(value), int(at))
+
+    @staticmethod
+    def _stop(trainer, loss, iteration):
+        raise TrainingDiverged(
+            f'loss became {loss} at iteration {iteration}; the last good snapshot in '
+            f'{trainer.out} is kept (try a lower --base_lr)')
 
 
 def image_grid(rows):

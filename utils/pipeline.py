@@ -12,6 +12,7 @@ Outputs in the output folder, for an image ``STEM.ext``: ``STEM_alpha.png`` (8-b
 ``STEM_over_BG.png`` per background, and ``STEM_trimap.png`` when the trimap was made from a mask.
 """
 import os
+import sys
 import time
 
 import numpy as np
@@ -132,7 +133,13 @@ def matte_and_write(backend, image, trimap, outputs, backgrounds, refine=True,
     seconds = time.perf_counter() - t
     alpha8 = saved_matte(alpha, trimap)
     alpha = alpha8.astype(np.float32) / 255.0  # what the saved matte says
-    fg, _ = estimate_foreground(image, alpha)
+    try:
+        fg, _ = estimate_foreground(image, alpha)
+    except ImportError as e:  # pymatting (or its numba) is not installed
+        reason = (str(e).splitlines() or [''])[0]
+        print(f'warning: foreground colours not estimated ({reason}); the cutout and composites '
+              "use the image's own colours", file=sys.stderr)
+        fg = image
     arrays = {TRIMAP_OUTPUT: trimap} if write_trimap else {}
     arrays['alpha'] = alpha8
     arrays['cutout'] = np.dstack([to_uint8(fg), alpha8])
