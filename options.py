@@ -99,6 +99,10 @@ def train_parser():
                    help='radius range (pixels) of the random erosion that makes trimaps from alpha')
     d.add_argument('--given_trimaps', action='store_true',
                    help='use the dataset\'s trimaps instead of generating them (seed layout)')
+    d.add_argument('--loader_workers', type=nonnegative_int, default=0,
+                   help='worker processes that composite, crop and augment the next batches '
+                        'while the network trains (0: in the training thread; results are the '
+                        'same either way)')
     m = p.add_argument_group('model')
     m.add_argument('--width', type=positive_float, default=1.0,
                    help='channel multiplier (1.0 = the paper\'s network)')
@@ -123,6 +127,12 @@ def train_parser():
     t.add_argument('--epsilon', type=positive_float, default=1e-6,
                    help='epsilon of the sqrt(d^2 + eps^2) losses (paper 1e-6)')
     t.add_argument('--seed', type=nonnegative_int, default=0, help='random seed')
+    r = p.add_argument_group('several processes (MPI)')
+    r.add_argument('--distributed', action='store_true',
+                   help='data-parallel training with ChainerMN: run under mpiexec -n N; '
+                        '--batch_size is then split over the N ranks')
+    r.add_argument('--communicator', choices=['naive', 'flat', 'pure_nccl', 'non_cuda_aware'],
+                   help='ChainerMN communicator (default: pure_nccl with GPUs, naive on CPUs)')
     o = p.add_argument_group('output')
     o.add_argument('--log_root', default='logs/train', help='log, snapshot and model folder')
     o.add_argument('--ckpt_frq', type=positive_int, default=500,

@@ -14,11 +14,12 @@ from chainer.training import extensions
 import options
 from nnet.loss import MattingLoss
 from nnet.model import DIM
-from utils.checkpoint import (SNAPSHOT_PREFIX, device_from_gpu_id, load_checkpoint,
-                              resume_from_latest_snapshot, save_checkpoint)
+from utils import distributed
+from utils.checkpoint import SNAPSHOT_PREFIX, load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_errors
 from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
                               ModelCheckpoint, TrainingDiverged, WholeImageValidation)
+from utils.iterators import training_iterator
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset, seed_layout_files
 from utils.utils import InputError
 from utils.vgg import read_vgg16_params
@@ -82,14 +83,15 @@ def build_datasets(args):
     transform = dict(size=args.H, crop_sizes=args.crop_sizes, kernel_range=kernel,
                      generate_trimaps=not args.given_trimaps)
     train = AugmentedDataset(raw, MattingTransform(seed=args.seed, **transform))
-    val = AugmentedDataset(val_raw, MattingTransform(seed=args.seed + 1, flip=False,
-                                                     deterministic=True, **transform))
+    val = AugmentedDataset(val_raw, MattingTransform(seed=args.seed + 1, flip=False, **transform))
     return train, chainer.datasets.SubDataset(val, 0, min(args.n_val, len(val)))
 
 
-def run(args):
+def run(args, job=None):
+    job = job or distributed.Job()  # one process, unless --distributed (utils/distributed.py)
     options.check_train_args(args)
-    device = device_from_gpu_id(args.gpu_id)
+    job.check_batch(args.batch_size)
+    device = job.device(args.gpu_id)
     np.random.seed(args.seed)  # Chainer's initializers draw from NumPy's global generator
     model = build_model(args)
     train, val = build_datasets(args)
@@ -98,20 +100,24 @@ def run(args):
     model.to_device(device)
     device.use()
 
-    loss = MattingLoss(model, stage=args.stage, alpha_weight=args.alpha, eps=args.epsilon)
+    loss = MattingLoss(model, stage=args.stage, alpha_weight=args.alpha, eps=args.epsilon,
+                       unknown_pixels=job.unknown_pixels())
     if args.optimizer == 'adam':
         optimizer = chainer.optimizers.Adam(alpha=args.base_lr)
         lr_name = 'alpha'
     else:
         optimizer = chainer.optimizers.MomentumSGD(lr=args.base_lr, momentum=0.9)
         lr_name = 'lr'
+    optimizer = job.optimizer(optimizer)
     loss.setup_optimizer(optimizer)
 
-    train_iter = chainer.iterators.SerialIterator(train, args.batch_size, shuffle=True)
+    train_iter = training_iterator(train, args.batch_size, args.seed, job.rank, job.size,
+                                   args.loader_workers)
     updater = training.updaters.StandardUpdater(train_iter, optimizer, device=device)
     stop = (args.max_iter, 'iteration') if args.max_iter else (args.max_epochs, 'epoch')
-    trainer = training.Trainer(updater, stop, out=args.log_root)
-    options.save_options(args, args.log_root)
+    trainer = job.trainer(updater, stop, out=args.log_root)  # rank 0 alone writes and prints
+    if job.is_writer:
+        options.save_options(args, args.log_root)
 
     last_iteration = args.max_iter or args.max_epochs * -(-len(train) // args.batch_size)
 
@@ -148,10 +154,15 @@ def run(args):
                    trigger=snapshot_every)
     trainer.extend(ModelCheckpoint(model), trigger=snapshot_every)
     trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
-    resumed = resume_from_latest_snapshot(trainer, args.log_root)
+    job.ready()  # every rank set up (else all stop, rank 0 saying why); collectives from here
+    job.share_weights(model, optimizer)
+    resumed = job.resume(trainer, args.log_root)
     if resumed is not None:
         print(f'resuming from the snapshot of iteration {resumed}')
-    trainer.run()
+    trainer.run(show_loop_exception_msg=False)  # (errors: one line, from main())
+    job.check_in_sync(model)
+    if not job.is_writer:
+        return
     model.to_cpu()
     final = os.path.join(args.log_root, 'model_final.npz')
     save_checkpoint(final, model)
@@ -159,8 +170,11 @@ def run(args):
 
 
 def main(argv=None):
-    args = options.train_parser().parse_args(argv)
-    return run_reporting_errors(
+    with distributed.stderr_on_rank0_only():
+        args = options.train_parser().parse_args(argv)
+    under_mpi = args.distributed or distributed.launcher_size() > 1
+    report = distributed.run_reporting_errors if under_mpi else run_reporting_errors
+    return report(
         run, args, errors=(TrainingDiverged,),
         interrupted='interrupted: re-run the same command to resume from the last snapshot')
 

@@ -292,7 +292,12 @@ def resize_to(array, size, nearest=False):
 
 
 class MattingTransform:
-    """Raw example -> training example (see the module docstring), with fresh randomness each call.
+    """Raw example -> training example (see the module docstring), its randomness drawn from a key.
+
+    Every call seeds its own generator from (seed, *key), so an augmentation is a function of the
+    example and its key alone: the same in whichever process, thread or MPI rank computes it, in
+    whatever order (``AugmentedDataset`` keys training examples by (epoch, index): a new
+    augmentation every epoch; validation by (index,): the same crop every time).
 
     Args:
         size: output side S (320 in the paper).
@@ -300,24 +305,18 @@ class MattingTransform:
         kernel_range: (min, max) erosion radius in pixels for trimap generation, at output scale.
         generate_trimaps: make trimaps from alpha (else use the dataset's trimap, which must exist).
         flip: random horizontal flips.
-        seed: base seed; with ``deterministic`` each example gets the same crop every call
-            (for validation), otherwise each call draws anew (a new augmentation every epoch).
+        seed: base seed (non-negative int).
     """
 
     def __init__(self, size=320, crop_sizes=CROP_SIZES, kernel_range=(3, 20),
-                 generate_trimaps=True, flip=True, seed=0, deterministic=False):
+                 generate_trimaps=True, flip=True, seed=0):
         self.size, self.crop_sizes, self.kernel_range = size, tuple(crop_sizes), kernel_range
-        self.generate_trimaps, self.flip, self.deterministic = generate_trimaps, flip, deterministic
-        self.seed_sequence = np.random.SeedSequence(seed)
-        self.rng = np.random.default_rng(self.seed_sequence)
+        self.generate_trimaps, self.flip = generate_trimaps, flip
+        self.seed = int(seed)
 
-    def _rng_for(self, index):
-        if self.deterministic:
-            return np.random.default_rng([self.seed_sequence.entropy, index])
-        return self.rng
-
-    def __call__(self, example, index=0):
-        rng = self._rng_for(index)
+    def __call__(self, example, key=(0,)):
+        """``example``: a raw example; ``key``: tuple of non-negative ints seeding this call."""
+        rng = np.random.default_rng([self.seed, *key])
         alpha = example['alpha']
         trimap = example['trimap']
         if not self.generate_trimaps and trimap is None:
@@ -350,7 +349,12 @@ class MattingTransform:
 
 
 class AugmentedDataset(chainer.dataset.DatasetMixin):
-    """A raw dataset seen through a ``MattingTransform`` (the index seeds deterministic crops)."""
+    """A raw dataset of N examples seen through a ``MattingTransform``, one augmentation per epoch.
+
+    Index ``k = epoch * N + i`` is example i as augmented in that epoch (key (epoch, i)); indices
+    below N are epoch 0. Training iterates over epochs 1, 2, ... (``utils.iterators``); validation
+    reads epoch 0, the same crops every time. ``len`` is N.
+    """
 
     def __init__(self, raw, transform):
         self.raw, self.transform = raw, transform
@@ -358,5 +362,6 @@ class AugmentedDataset(chainer.dataset.DatasetMixin):
     def __len__(self):
         return len(self.raw)
 
-    def get_example(self, i):
-        return self.transform(self.raw[i], index=i)
+    def get_example(self, k):
+        epoch, i = divmod(int(k), len(self.raw))
+        return self.transform(self.raw[i], key=(epoch, i))
