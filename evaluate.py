@@ -60,11 +60,18 @@ def find_prediction(pred_dir, trimap_set, name):
 def list_examples(args):
     """Dataset entries (name, image, alpha, set, trimap, prediction path or None), checked up
     front (names exist, sizes agree) so that a long run does not stop half way."""
-    files = seed_layout_files(args.dataset_root, args.trimap_sets, args.names)
+    files = []
+    for root in args.dataset_root:
+        try:
+            files += seed_layout_files(root, args.trimap_sets, args.names)
+        except InputError:
+            if not args.names or len(args.dataset_root) == 1:
+                raise
+            seed_layout_files(root, args.trimap_sets)  # a broken root is an error, not skipped
     found = {f[0] for f in files} | {os.path.splitext(f[0])[0] for f in files}
     missing = [n for n in args.names or () if n not in found]
     if missing:
-        raise InputError(f'--names {missing[0]}: no such image in {args.dataset_root}')
+        raise InputError(f'--names {missing[0]}: no such image in {" ".join(args.dataset_root)}')
     if args.pred_dir and not os.path.isdir(args.pred_dir):
         raise InputError(f'{args.pred_dir}: --pred_dir folder not found')
     examples = []
@@ -165,7 +172,8 @@ def run(args):
     sets = list(dict.fromkeys(e[3] for e in examples))
     means = mean_rows(rows, list(methods), sets)
     write_csv(outputs[0], rows + means)
-    write_summary(outputs[1], means, os.path.basename(os.path.normpath(args.dataset_root)))
+    write_summary(outputs[1], means, ' + '.join(os.path.basename(os.path.normpath(r))
+                                               for r in args.dataset_root))
     write_figure(outputs[2], panels, list(methods))
     print()
     print_table(means)

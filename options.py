@@ -207,10 +207,11 @@ def demo_parser():
 def evaluate_parser():
     p = ArgumentParser(description='Score mattes with SAD, MSE, Gradient and Connectivity as the '
                                    'Deep Image Matting authors\' evaluation code does, on every '
-                                   'image and trimap set of a seed-layout dataset.')
+                                   'image and trimap set of seed-layout datasets.')
     _add_common(p)
-    p.add_argument('dataset_root', help='seed-layout dataset (input/ gt/ trimap/<set>/, or '
-                                        'image/ alpha/ trimap*/)')
+    p.add_argument('dataset_root', nargs='+',
+                   help='seed-layout datasets (input/ gt/ trimap/<set>/, or image/ alpha/ '
+                        'trimap*/); several are scored together (--names may pick from each)')
     p.add_argument('--trimap_sets', nargs='+', help='trimap sets to evaluate (default: all)')
     p.add_argument('--names', nargs='+', help='only these images (names or stems)')
     p.add_argument('--method', nargs='+', choices=['dim', 'closed_form', 'knn'],

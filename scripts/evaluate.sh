@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Score mattes: bash scripts/evaluate.sh DATASET_ROOT [more evaluate.py options]  (--help for the options).
-# DATASET_ROOT is a seed-layout dataset (input/ gt/ trimap/<set>/, or image/ alpha/ trimap*/).
+# Score mattes: bash scripts/evaluate.sh DATASET_ROOT [DATASET_ROOT ...] [more evaluate.py options]
+# (--help for the options). Each DATASET_ROOT is a seed-layout dataset (input/ gt/ trimap/<set>/, or
+# image/ alpha/ trimap*/).
 set -euo pipefail
 if [ $# -lt 1 ]; then
     echo "usage: bash scripts/evaluate.sh DATASET_ROOT [more evaluate.py options]  (--help for the options)" >&2

@@ -191,3 +191,29 @@ def test_pred_dir_matches_metrics_on_alphamatting(shared_data, tmp_path):
     assert expected['SAD'] > 0.1
     for key, value in expected.items():
         assert float(row[key]) == pytest.approx(value, rel=1e-5)
+
+
+def test_several_roots_score_together_with_names_from_each(dataset, ckpt, tmp_path):
+    """Held-back photographs of two datasets in one run: per-set means, then all of them."""
+    other = tmp_path / 'other'
+    for sub in ('input', 'gt', 'trimap/a'):
+        os.makedirs(other / sub)
+        shutil.copy(dataset / sub / 's0.png', other / sub / 'o0.png')
+    out = tmp_path / 'eval'
+    assert evaluate.main([str(dataset), str(other), '--names', 's1', 'o0', '--method', 'dim',
+                          '--ckpt_path', ckpt, '--out_dir', str(out)]) == 0
+    rows = read_csv(out / 'metrics.csv')
+    scored = sorted((r['name'], r['trimap_set']) for r in rows if r['name'] != report.MEAN_NAME)
+    assert scored == [('o0.png', 'a'), ('s1.png', 'a'), ('s1.png', 'b')]
+    means = {r['trimap_set']: r for r in rows if r['name'] == report.MEAN_NAME}
+    alone = {r['trimap_set']: float(r['SAD']) for r in rows if r['name'] != report.MEAN_NAME
+             and r['name'] == 's1.png'}
+    assert float(means['b']['SAD']) == pytest.approx(alone['b'], rel=1e-5)
+    assert f'{dataset.name} + other' in (out / 'summary.md').read_text()
+
+
+def test_a_name_in_no_root_is_one_error_line(dataset, ckpt, tmp_path, capsys):
+    assert evaluate.main([str(dataset), str(dataset), '--names', 'nope', '--ckpt_path', ckpt,
+                          '--out_dir', str(tmp_path / 'e')]) == 1
+    err = capsys.readouterr().err
+    assert one_error_line(err) and 'no such image' in err
