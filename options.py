@@ -64,6 +64,20 @@ def stage(text):
 def _add_common(parser):
     parser.add_argument('--gpu_id', type=gpu_id, default=-1,
                         help='GPU to use (CuPy); -1 runs on the CPU with NumPy (default)')
+    parser.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                        help='CPU convolutions: fp32 (default) or bf16 (bfloat16 operands, '
+                             'float32 accumulation, outputs, weights and losses; needs oneDNN; '
+                             'CPU only)')
+
+
+def use_precision(args):
+    """Apply ``args.precision`` to the CPU backend (nnet.cpu); raises InputError for bf16 on a
+    GPU."""
+    from nnet.cpu import set_precision
+    if args.precision == 'bf16' and args.gpu_id >= 0:
+        raise InputError('--precision bf16 is for the CPU only (on a GPU the layers are '
+                         "Chainer's cuDNN functions in float32)")
+    set_precision(args.precision)
 
 
 def _add_expected_width(parser):
@@ -207,13 +221,16 @@ def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
 
     InputError, OSError (writing: permissions, full disk) and ``errors`` give 'error: ...' and 1;
     Ctrl-C prints ``interrupted`` and gives 130; success gives 0. Before running, freed memory
-    is kept for reuse (``nnet.fast_conv.keep_freed_memory``: faster CPU layers).
+    is kept for reuse (``nnet.cpu.keep_freed_memory``: faster CPU layers) and the first
+    argument's ``--precision``, when it has one, is applied (``use_precision``).
     """
     import sys
 
-    from nnet.fast_conv import keep_freed_memory
+    from nnet.cpu import keep_freed_memory
     keep_freed_memory()
     try:
+        if args and isinstance(args[0], argparse.Namespace) and hasattr(args[0], 'precision'):
+            use_precision(args[0])
         run(*args)
     except (InputError, OSError) + tuple(errors) as e:
         print(f'error: {e}'.splitlines()[0], file=sys.stderr)
