@@ -125,6 +125,7 @@ def chainer_runner(width, x, backward, stock, precision):
     import contextlib
     set_precision(precision)
     model = chainer_model(width)
+    model.cleargrads()  # as utils.checkpoint.load_model (no NaN-filled gradients held)
 
     def run():
         ctx = stock_path() if stock else contextlib.nullcontext()

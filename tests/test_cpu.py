@@ -323,3 +323,21 @@ def test_fallback_runs_the_model(env):
 
 def test_keep_freed_memory_is_accepted_by_glibc():
     assert cpu.keep_freed_memory() is True
+
+
+@needs_onednn
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('case', [layer_case(5, 7, 3, 13), layer_case(6, 4, 5, 11),
+                                  (1, 3, 12, 9, 2, 5, 1, (1, 2), False)])
+def test_inference_in_bands_equals_one_piece(case, precision, monkeypatch):
+    """One image, no backprop, an input to convert: bands of output rows (here 1 .. 4 rows,
+    the last one shorter) give exactly the one-piece result."""
+    x, W, b, stride, pad = make(case)
+    with cpu.precision(precision), chainer.no_backprop_mode():
+        want = convolution_2d(x, W, b, pad=pad).array
+        for band_bytes in (1, x.shape[3] * x.shape[1] * 4 * 4):
+            monkeypatch.setattr(conv, 'BAND_BYTES', band_bytes)
+            got = convolution_2d(x, W, b, pad=pad).array
+            np.testing.assert_array_equal(got, want)
+    assert rel_err(want, F.convolution_2d(x, W, b, pad=pad).array) <= (
+        1e-5 if precision == 'fp32' else BF16_BOUND)

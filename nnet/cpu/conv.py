@@ -28,9 +28,12 @@ import chainer.links as L
 import numpy as np
 from chainer import function_node
 
-from nnet.cpu import config, dnnl
+from nnet.cpu import config, dnnl, memory
 
 FALLBACK_COL_BYTES = 256 << 20
+# Inference on one image whose input must be converted (bf16, or not channels-last): above this
+# size of the converted copy, the convolution runs in bands of output rows (bounded memory).
+BAND_BYTES = 16 << 20
 
 
 def _pair(v):
@@ -42,8 +45,8 @@ def _dt(precision):
 
 
 def nhwc_empty(n, c, h, w, dtype=np.float32):
-    """An (N, C, H, W) float32 array laid out channels-last."""
-    return np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+    """An (N, C, H, W) float32 array laid out channels-last (``nnet.cpu.memory.empty``)."""
+    return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
 
 
 def _geometry(in_size, ksize, stride, pad):
@@ -83,7 +86,7 @@ def _to(a, prim, arg, key):
 def _from(buf, prim, arg, like, key):
     """Primitive output ``buf`` (laid out as ``prim.md(arg)``) into a new float32 array laid out
     as C-contiguous ``like`` shape."""
-    out = np.empty(like, np.float32)
+    out = memory.empty(like, np.float32)
     have = dnnl.MemoryDesc.of(out)
     if dnnl.md_equal(have.handle, prim.md(arg)):
         return buf.view(np.float32).reshape(like)
@@ -94,10 +97,15 @@ def _from(buf, prim, arg, like, key):
 # ---------------------------------------------------------------------------------------------
 # Primitives
 # ---------------------------------------------------------------------------------------------
-def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training):
+def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=None):
     lib = dnnl.library()
     (n, c, h, w), (co, _, kh, kw) = x_shape, w_shape
-    (ho, wo), pad_r = _geometry((h, w), (kh, kw), stride, pad)
+    (ho, wo), geometric_pad_r = _geometry((h, w), (kh, kw), stride, pad)
+    if pad_r is None:
+        pad_r = geometric_pad_r
+    else:  # (bands: another padding at the bottom / right)
+        ho, wo = ((size + p + q - k) // s + 1 for size, p, q, k, s in
+                  zip((h, w), pad, pad_r, (kh, kw), stride))
     dt = _dt(precision)
     src, dst = _nhwc_md(x_shape, dt), _nhwc_md((n, co, ho, wo), dnnl.F32)
     wts = _any_md(w_shape, dt)
@@ -111,11 +119,12 @@ def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training):
     return pd, (src, wts, b, dst)
 
 
-def forward_primitive(x_shape, w_shape, bias, stride, pad, precision, training=False):
-    key = ('fwd', x_shape, w_shape, bias, stride, pad, precision, training)
+def forward_primitive(x_shape, w_shape, bias, stride, pad, precision, training=False,
+                      pad_r=None):
+    key = ('fwd', x_shape, w_shape, bias, stride, pad, precision, training, pad_r)
 
     def make():
-        pd, keep = _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training)
+        pd, keep = _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r)
         args = {dnnl.ARG_SRC: dnnl.QUERY_SRC_MD, dnnl.ARG_WEIGHTS: dnnl.QUERY_WEIGHTS_MD,
                 dnnl.ARG_DST: dnnl.QUERY_DST_MD}
         if bias:
@@ -181,12 +190,21 @@ def grad_w_primitive(x_shape, gy_shape, w_shape, bias, stride, pad, precision):
 # ---------------------------------------------------------------------------------------------
 # The three computations
 # ---------------------------------------------------------------------------------------------
+def _needs_copy(x, precision):
+    return precision != 'fp32' or not (x.strides[1] == x.itemsize
+                                       and x.strides[3] == x.itemsize * x.shape[1])
+
+
 def conv_forward(x, W, b, stride, pad, precision, training=False):
     """y (N, Cout, Ho, Wo) float32, channels-last; and x as the primitive read it (for gW)."""
-    key, prim = forward_primitive(x.shape, W.shape, b is not None, stride, pad, precision,
-                                  training)
     n, co = x.shape[0], W.shape[0]
     (ho, wo), _ = _geometry(x.shape[2:], W.shape[2:], stride, pad)
+    copy_bytes = x.size * (2 if precision == 'bf16' else 4)
+    if (not training and n == 1 and stride == (1, 1) and copy_bytes > BAND_BYTES
+            and _needs_copy(x, precision) and ho > 1):
+        return _forward_in_bands(x, W, b, pad, precision), None
+    key, prim = forward_primitive(x.shape, W.shape, b is not None, stride, pad, precision,
+                                  training)
     y = nhwc_empty(n, co, ho, wo)
     src = _to(x, prim, dnnl.ARG_SRC, key)
     bufs = {dnnl.ARG_SRC: src, dnnl.ARG_WEIGHTS: _to(W, prim, dnnl.ARG_WEIGHTS, key),
@@ -195,6 +213,33 @@ def conv_forward(x, W, b, stride, pad, precision, training=False):
         bufs[dnnl.ARG_BIAS] = np.ascontiguousarray(b)
     prim(bufs)
     return y, src
+
+
+def _forward_in_bands(x, W, b, pad, precision):
+    """Inference, one image: the stride-1 convolution by bands of output rows, each band's
+    input rows converted into a buffer of about BAND_BYTES (not the whole input at once)."""
+    _, c, h, w = x.shape
+    co, _, kh, kw = W.shape
+    (ho, wo), (_, pad_right) = _geometry((h, w), (kh, kw), (1, 1), pad)
+    y = nhwc_empty(1, co, ho, wo)
+    row_bytes = c * w * (2 if precision == 'bf16' else 4)
+    rows = int(max(kh, BAND_BYTES // row_bytes - (kh - 1)))
+    weights = {}
+    for r0 in range(0, ho, rows):
+        r1 = min(ho, r0 + rows)
+        lo, hi = r0 - pad[0], r1 - 1 - pad[0] + kh  # the input rows they need
+        a, z = max(lo, 0), min(hi, h)
+        xb = x[:, :, a:z]
+        key, prim = forward_primitive(xb.shape, W.shape, b is not None, (1, 1),
+                                      (a - lo, pad[1]), precision, False, (hi - z, pad_right))
+        if key not in weights:  # (a few band shapes: first, middle, last)
+            weights[key] = _to(W, prim, dnnl.ARG_WEIGHTS, key)
+        bufs = {dnnl.ARG_SRC: _to(xb, prim, dnnl.ARG_SRC, key), dnnl.ARG_DST: y[:, :, r0:r1],
+                dnnl.ARG_WEIGHTS: weights[key]}
+        if b is not None:
+            bufs[dnnl.ARG_BIAS] = np.ascontiguousarray(b)
+        prim(bufs)
+    return y
 
 
 def conv_grad_x(gy, W, stride, pad, in_size, precision, gy_low=None):

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from nnet.cpu import memory
+
 # dnnl_status_t
 SUCCESS = 0
 # dnnl_data_type_t
@@ -213,9 +215,12 @@ class MemoryDesc:
 
     @classmethod
     def of(cls, a, dtype=None):
-        """The descriptor of NumPy array ``a`` as it lies in memory."""
-        return cls.strided(a.shape, DTYPES[a.dtype] if dtype is None else dtype,
-                           [s // a.itemsize for s in a.strides])
+        """The descriptor of NumPy array ``a`` as it lies in memory (the stride of a leading
+        dimension of extent 1, which never matters, as in a dense array)."""
+        strides = [s // a.itemsize for s in a.strides]
+        if a.ndim > 1 and a.shape[0] == 1:
+            strides[0] = max(max(s * e for s, e in zip(strides[1:], a.shape[1:])), 1)
+        return cls.strided(a.shape, DTYPES[a.dtype] if dtype is None else dtype, strides)
 
     def __del__(self):
         if self.handle and _LIB is not None:
@@ -306,10 +311,8 @@ def scratchpad(nbytes):
 
 
 def aligned_empty(nbytes):
-    """A fresh 64-byte aligned uint8 buffer of ``nbytes``."""
-    raw = np.empty(nbytes + 64, np.uint8)
-    off = (-raw.ctypes.data) % 64
-    return raw[off:off + nbytes]
+    """A 64-byte aligned uint8 buffer of ``nbytes`` (``nnet.cpu.memory.empty``)."""
+    return memory.empty((nbytes,), np.uint8)
 
 
 _CACHE = {}

@@ -23,7 +23,7 @@ import chainer.functions as F
 import numpy as np
 from chainer import function_node
 
-from nnet.cpu import config
+from nnet.cpu import config, memory
 
 THREADS = None  # threads for the row chunks (None: the usable cores)
 THREAD_CHUNK = 1 << 16  # elements below which the work is not split
@@ -67,8 +67,8 @@ def _empty(shape, like, dtype=None):
     dtype = like.dtype if dtype is None else dtype
     if like.strides[1] < like.strides[3] and like.shape[1] > 1:
         n, c, h, w = shape
-        return np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
-    return np.empty(shape, dtype)
+        return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+    return memory.empty(shape, dtype)
 
 
 def _pool(x):
