@@ -71,13 +71,18 @@ def _add_common(parser):
 
 
 def use_precision(args):
-    """Apply ``args.precision`` to the CPU backend (nnet.cpu); raises InputError for bf16 on a
-    GPU."""
-    from nnet.cpu import set_precision
-    if args.precision == 'bf16' and args.gpu_id >= 0:
+    """A context that runs the CPU backend (nnet.cpu) in ``args.precision`` (no-op without
+    one); raises InputError for bf16 on a GPU."""
+    import contextlib
+
+    from nnet.cpu import precision
+    name = getattr(args, 'precision', None)
+    if name is None:
+        return contextlib.nullcontext()
+    if name == 'bf16' and args.gpu_id >= 0:
         raise InputError('--precision bf16 is for the CPU only (on a GPU the layers are '
                          "Chainer's cuDNN functions in float32)")
-    set_precision(args.precision)
+    return precision(name)
 
 
 def _add_expected_width(parser):
@@ -229,9 +234,8 @@ def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
     from nnet.cpu import keep_freed_memory
     keep_freed_memory()
     try:
-        if args and isinstance(args[0], argparse.Namespace) and hasattr(args[0], 'precision'):
-            use_precision(args[0])
-        run(*args)
+        with use_precision(args[0] if args else None):
+            run(*args)
     except (InputError, OSError) + tuple(errors) as e:
         print(f'error: {e}'.splitlines()[0], file=sys.stderr)
         return 1
