@@ -8,8 +8,8 @@ loss = sum of the output, gradients of all parameters), and a 1920x1080 forward 
 to 1920x1088 as ``DIM.forward`` does, no_backprop, train=False). For each case and implementation:
 median seconds over ``--repeats`` timed runs (after one warm-up run), the achieved GFLOP/s
 counting the direct convolutions' multiply-adds analytically (2 FLOPs each; forward+backward
-counts the forward, the weight gradients and the input gradients of every layer but the first;
-this project's Winograd layers do fewer), and the peak resident memory (ru_maxrss) of a process
+counts the forward, the weight gradients and the input gradients of every layer but the first),
+and the peak resident memory (ru_maxrss) of a process
 that ran only that case and implementation.
 
 Each (case, implementation, precision) runs in its own fresh worker process; this project's and
@@ -477,7 +477,7 @@ def main():
         for mine in ours:
             for other in [best_torch, 'stock']:
                 if mine in timed and other in timed:
-                    say(f'{"":26s} {"ratio " + mine + "/" + other:26s} '
+                    say(f'{"":26s} {"ratio " + mine + "/" + other:29s} '
                         f'{timed[mine] / timed[other]:8.2f}  (time; < 1 = this project faster)')
         padding = f', input padded to {pw}x{ph}' if (ph, pw) != (height, img_width) else ''
         say(f'{"":26s} ({flops / 1e9:.1f} GFLOP of convolutions{padding})')

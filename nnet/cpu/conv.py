@@ -15,6 +15,11 @@ for every higher-order gradient), each one oneDNN primitive:
   bfloat16 by a reorder (round to nearest even), the primitive accumulates in float32 and writes
   float32 outputs and gradients. The bfloat16 copy of an input is kept for the weight gradient
   while its graph is alive.
+* inference on one image whose input must be converted (bf16, or not channels-last) runs in
+  bands of output rows when the converted copy would exceed ``BAND_BYTES``: only a band's
+  rows are converted at a time.
+* outputs and converted copies of 8 MB and more come from ``nnet.cpu.memory.empty``
+  (recycled buffers).
 * primitives, reorders included, are cached by shape, layout and precision.
 
 Anything else (CuPy, float64, the fallback backend) is ``F.convolution_2d``. On the fallback,
@@ -374,9 +379,10 @@ class Convolution2DGradW(function_node.FunctionNode):
 # Entry points
 # ---------------------------------------------------------------------------------------------
 def _onednn_ok(arrays, stride, pad, w_shape):
-    if not getattr(chainer.config, 'fast_cpu', True) or config.backend() != 'onednn':
-        return False
+    # (array types first: CuPy arrays never touch oneDNN, not even to load it)
     if not all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays):
+        return False
+    if not getattr(chainer.config, 'fast_cpu', True) or config.backend() != 'onednn':
         return False
     x = arrays[0]
     if x.ndim != 4 or arrays[1].ndim != 4 or min(x.shape) <= 0:
