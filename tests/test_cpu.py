@@ -368,14 +368,15 @@ def test_recycled_buffers(monkeypatch):
 @needs_onednn
 def test_bfloat16_training_follows_float32(composition_root, tmp_path):
     """A short training run of a narrow DIM on generated data: with --precision bf16 the logged
-    loss stays within 5% of the float32 run's at every log point (same seed and data)."""
+    loss stays within 5% of the float32 run's at every log point (same seed and data;
+    measured: within 1e-4, while the loss falls by about 7%)."""
     import train
     curves = {}
     for precision in ('fp32', 'bf16'):
         log_root = str(tmp_path / precision)
         code = train.main(['--dataset_root', composition_root, '--log_root', log_root,
-                           '--max_iter', '40', '--base_lr', '1e-3', '--ckpt_frq', '40',
-                           '--val_frq', '40', '--width', '0.125', '--H', '64', '--W', '64',
+                           '--max_iter', '50', '--base_lr', '2e-3', '--ckpt_frq', '50',
+                           '--val_frq', '50', '--width', '0.125', '--H', '64', '--W', '64',
                            '--crop_sizes', '64', '96', '--batch_size', '4', '--log_frq', '5',
                            '--seed', '0', '--precision', precision])
         assert code == 0
@@ -385,10 +386,10 @@ def test_bfloat16_training_follows_float32(composition_root, tmp_path):
             assert json.load(f)['precision'] == precision
     assert cpu.get_precision() == 'fp32'  # (the run's precision does not outlive it)
     fp32, bf16 = curves['fp32'], curves['bf16']
-    assert len(fp32) == len(bf16) == 8
+    assert len(fp32) == len(bf16) == 10
     assert np.all(np.abs(bf16 - fp32) <= 0.05 * fp32), (fp32, bf16)
     assert np.any(bf16 != fp32)
-    assert fp32[-2:].mean() < fp32[:2].mean()  # it did train
+    assert fp32[-2:].mean() < 0.97 * fp32[:2].mean()  # it did train
 
 
 def test_precision_option_on_gpu_is_refused(ckpt, tmp_path):
