@@ -64,6 +64,10 @@ def stage(text):
 def _add_common(parser):
     parser.add_argument('--gpu_id', type=gpu_id, default=-1,
                         help='GPU to use (CuPy); -1 runs on the CPU with NumPy (default)')
+    parser.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                        help='CPU convolutions: fp32 (default) or bf16 (bfloat16 operands, '
+                             'float32 accumulation, outputs, weights and losses; needs oneDNN; '
+                             'CPU only)')
 
 
 def _add_expected_width(parser):

@@ -16,8 +16,7 @@ import chainer.functions as F
 import numpy as np
 from chainer import initializers
 
-from nnet.fast_conv import Convolution2D
-from nnet.fast_pool import max_pooling_2x2, relu, unpooling_2x2
+from nnet.cpu import Convolution2D, max_pooling_2x2, relu, unpooling_2x2
 
 VGG_MEAN = np.array([123.68, 116.779, 103.939], np.float32) / 255.0  # RGB, ImageNet
 DOWNSAMPLING = 32  # five 2x2 max-poolings

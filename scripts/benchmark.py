@@ -1,31 +1,32 @@
-"""CPU speed and memory of the full DIM encoder-decoder: this project's path against stock Chainer,
-onnxruntime running the network exported to ONNX (forward cases) and (when ``import torch``
-works) the same network in PyTorch.
+"""CPU speed and memory of the full DIM encoder-decoder: this project's CPU backend (nnet.cpu:
+oneDNN, in float32 and in bfloat16) against stock Chainer (the backend's fallback) and, when
+``import torch`` works, the same network in PyTorch in its four CPU modes: float32, float32 +
+channels_last, bfloat16 autocast, bfloat16 autocast + channels_last; and onnxruntime running the
+network exported to ONNX (forward cases).
 
 Cases, batch 1: 320x320 forward (no_backprop, train=False), 320x320 forward+backward (train=True,
 loss = sum of the output, gradients of all parameters), and a 1920x1080 forward (the input padded
 to 1920x1088 as ``DIM.forward`` does, no_backprop, train=False). For each case and implementation:
 median seconds over ``--repeats`` timed runs (after one warm-up run), the achieved GFLOP/s
 counting the direct convolutions' multiply-adds analytically (2 FLOPs each; forward+backward
-counts the forward, the weight gradients and the input gradients of every layer but the first;
-this project's Winograd layers do fewer), and the peak resident memory (ru_maxrss) of a process
+counts the forward, the weight gradients and the input gradients of every layer but the first),
+and the peak resident memory (ru_maxrss) of a process
 that ran only that case and implementation.
 
-Each (case, implementation) runs in its own fresh worker process; this project's and PyTorch's
-workers take their runs in turns (fast, torch, fast, torch, ...; half a second of quiet before
-each) so that a background load on the shared machine hits them alike; stock Chainer's runs come
-after theirs. Speed comparisons are the ratios of one run of this script.
-
-``--stack-python PYTHON`` also times this project's path under another interpreter (another
-NumPy and the OpenBLAS inside its wheel; e.g. ``.venv-np1/bin/python``, see README), in turns with
-the others.
+Each (case, implementation, precision) runs in its own fresh worker process; this project's and
+PyTorch's workers take their runs in turns (ours fp32, ours bf16, torch fp32, ..., half a second
+of quiet before each) so that a background load on the shared machine hits them alike; stock
+Chainer's runs come after theirs. Speed comparisons are the ratios of one run of this script.
+``--json`` prints one JSON object per line and (case, implementation, precision) instead of the
+table: keys case, implementation, precision, seconds, peak_gb (and gflops, runs, check).
 
 ``--predict-once`` instead times what demo.py does for one photo: one two-stage DIM.predict of a
 1920x1080 picture in a fresh process, with and without ``keep_freed_memory()``.
 
 Usage: scripts/bench.sh [--repeats 5] [--big-repeats 2] [--width 1.0] [--threads N]
-                        [--no-torch] [--no-stock] [--no-onnxruntime] [--no-big]
-                        [--no-keep-freed-memory] [--stack-python .venv-np1/bin/python]
+                        [--precisions fp32,bf16] [--json] [--no-torch] [--no-stock]
+                        [--no-onnxruntime] [--no-big] [--no-keep-freed-memory]
+                        [--stack-python .venv-np1/bin/python]
        scripts/bench.sh --predict-once [--big-repeats 2]
 """
 import argparse
@@ -45,9 +46,18 @@ CASES = {  # name: (label, height, width, backward)
     'fwdbwd320': ('320x320 forward+backward', 320, 320, True),
     'fwd1080': ('1920x1080 forward', 1080, 1920, False),
 }
-IMPLS = {'fast': 'chainer (this project)', 'stock': 'chainer stock', 'torch': 'pytorch',
-         'onnxruntime': 'onnxruntime (exported)',
-         'stack': 'chainer, --stack-python'}  # 'stack': the 'fast' worker, another interpreter
+# name: (label, runner kind, precision, channels_last)
+IMPLS = {
+    'ours-fp32': ('this project fp32', 'ours', 'fp32', False),
+    'ours-bf16': ('this project bf16', 'ours', 'bf16', False),
+    'torch-fp32': ('pytorch fp32', 'torch', 'fp32', False),
+    'torch-fp32-cl': ('pytorch fp32 chan-last', 'torch', 'fp32', True),
+    'torch-bf16': ('pytorch bf16', 'torch', 'bf16', False),
+    'torch-bf16-cl': ('pytorch bf16 chan-last', 'torch', 'bf16', True),
+    'stock': ('chainer stock (fallback)', 'stock', 'fp32', False),
+    'onnxruntime': ('onnxruntime (exported)', 'onnxruntime', 'fp32', False),
+    'stack': ('this project fp32, --stack-python', 'ours', 'fp32', False),  # other interpreter
+}
 PAUSE = 0.5  # seconds of quiet before each timed run
 
 
@@ -111,13 +121,15 @@ def chainer_model(width):
     return EncoderDecoder(width)
 
 
-def chainer_runner(width, x, backward, stock):
+def chainer_runner(width, x, backward, stock, precision):
     import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
     import chainer
     import chainer.functions as F
-    from nnet.fast_conv import stock_path
+    from nnet.cpu import set_precision, stock_path
     import contextlib
+    set_precision(precision)
     model = chainer_model(width)
+    model.cleargrads()  # as utils.checkpoint.load_model (no NaN-filled gradients held)
 
     def run():
         ctx = stock_path() if stock else contextlib.nullcontext()
@@ -134,7 +146,7 @@ def chainer_runner(width, x, backward, stock):
     return run
 
 
-def torch_runner(width, x, backward, threads):
+def torch_runner(width, x, backward, threads, precision, channels_last):
     import numpy as np
     import torch
     from torch import nn
@@ -178,17 +190,25 @@ def torch_runner(width, x, backward, threads):
     model = EncoderDecoder()
     params.clear()
     xt = torch.from_numpy(x)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    import contextlib
+    autocast = ((lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if precision == 'bf16'
+                else contextlib.nullcontext)
 
     def run():
         if backward:
             model.train()
             model.zero_grad(set_to_none=True)
-            y = model(xt)
-            y.sum().backward()
-            return float(y.detach().sum())
+            with autocast():
+                y = model(xt)
+                loss = y.float().sum()
+            loss.backward()  # outside autocast, as PyTorch recommends
+            return float(y.detach().float().sum())
         model.eval()
-        with torch.no_grad():
-            return float(model(xt).sum())
+        with torch.no_grad(), autocast():
+            return float(model(xt).float().sum())
     return run
 
 
@@ -207,16 +227,17 @@ def onnxruntime_runner(width, x, backward, threads):
 
 def worker(args):
     label, height, img_width, backward = CASES[args.case]
+    _, kind, precision, channels_last = IMPLS[args.impl]
     x = make_input(height, img_width)
-    if args.impl == 'fast' and not args.no_keep_freed_memory:
-        from nnet.fast_conv import keep_freed_memory
+    if kind == 'ours' and not args.no_keep_freed_memory:
+        from nnet.cpu import keep_freed_memory
         keep_freed_memory()  # as train.py, demo.py and evaluate.py do
-    if args.impl == 'torch':
-        run = torch_runner(args.width, x, backward, args.threads)
-    elif args.impl == 'onnxruntime':
+    if kind == 'torch':
+        run = torch_runner(args.width, x, backward, args.threads, precision, channels_last)
+    elif kind == 'onnxruntime':
         run = onnxruntime_runner(args.width, x, backward, args.threads)
     else:
-        run = chainer_runner(args.width, x, backward, args.impl == 'stock')
+        run = chainer_runner(args.width, x, backward, kind == 'stock', precision)
     print(json.dumps({'ready': True}), flush=True)
     for line in sys.stdin:
         if line.strip() != 'run':
@@ -235,8 +256,7 @@ class Worker:
                    OMP_NUM_THREADS=str(args.threads))
         env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
         python = args.stack_python if impl == 'stack' else sys.executable
-        cmd = [python, os.path.abspath(__file__), '--worker', '--impl',
-               'fast' if impl == 'stack' else impl,
+        cmd = [python, os.path.abspath(__file__), '--worker', '--impl', impl,
                '--case', case, '--width', str(args.width), '--threads', str(args.threads)]
         cmd += ['--no-keep-freed-memory'] if args.no_keep_freed_memory else []
         self.impl = impl
@@ -296,11 +316,12 @@ def sgemm_ceiling(threads, python=sys.executable):
 
 
 def stack_info(python):
-    """(NumPy version, 'BLAS name version, GEMMs via cblas|numpy') of an interpreter."""
-    code = ('import nnet.compat, numpy, nnet.fast_conv as f\n'
+    """(NumPy version, 'BLAS name version; CPU backend') of an interpreter."""
+    code = ('import nnet.compat, numpy\n'
+            'from nnet import cpu\n'
             "b = numpy.show_config(mode='dicts')['Build Dependencies']['blas']\n"
-            "print(numpy.__version__); print(f\"{b['name']} {b['version']}, GEMMs via "
-            "{f.blas_backend()}\")\n")
+            "print(numpy.__version__); print(f\"{b['name']} {b['version']}; CPU backend "
+            "{cpu.backend()}\")\n")
     env = dict(os.environ, PYTHONPATH=ROOT)
     out = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env)
     lines = out.stdout.split('\n') if out.returncode == 0 else ['?', 'BLAS unknown']
@@ -330,7 +351,7 @@ def predict_once_worker(keep):
     """One two-stage ``DIM.predict`` (width 1.0) of a random 1920x1080 picture in this fresh
     process, as demo.py runs it for one photo; prints seconds and peak memory as JSON."""
     import numpy as np
-    from nnet.fast_conv import keep_freed_memory
+    from nnet.cpu import keep_freed_memory
     from nnet.model import DIM
     if keep:
         keep_freed_memory()
@@ -385,20 +406,26 @@ def main():
     parser.add_argument('--width', type=float, default=1.0,
                         help='channel multiplier of the network; default 1.0 (the paper)')
     parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
-                        help='threads for OpenBLAS and PyTorch; default: the usable cores')
+                        help='threads for oneDNN, OpenBLAS and PyTorch; default: the usable '
+                             'cores')
+    parser.add_argument('--precisions', default='fp32,bf16',
+                        help="this project's precisions to time (comma-separated); default "
+                             'fp32,bf16')
+    parser.add_argument('--json', action='store_true',
+                        help='print one JSON object per line and case instead of the table')
     parser.add_argument('--no-torch', action='store_true', help='skip PyTorch')
     parser.add_argument('--no-stock', action='store_true', help='skip stock Chainer')
     parser.add_argument('--no-onnxruntime', action='store_true',
                         help='skip onnxruntime (forward cases: the network exported to ONNX)')
+    parser.add_argument('--stack-python', metavar='PYTHON',
+                        help="also time this project's fp32 path under another interpreter "
+                             '(another NumPy/OpenBLAS stack), in turns with the others')
     parser.add_argument('--no-big', action='store_true', help='skip the 1920x1080 case')
     parser.add_argument('--no-keep-freed-memory', action='store_true',
-                        help="this project's path without nnet.fast_conv.keep_freed_memory() "
+                        help="this project's path without nnet.cpu.keep_freed_memory() "
                              '(glibc returns freed memory to the system)')
     parser.add_argument('--cases', default=','.join(CASES),
                         help=f'comma-separated subset of {",".join(CASES)}')
-    parser.add_argument('--stack-python', metavar='PYTHON',
-                        help="also time this project's path under this interpreter (another "
-                             'NumPy/OpenBLAS stack), in turns with the others')
     parser.add_argument('--predict-once', action='store_true',
                         help='instead: time one two-stage DIM.predict of a 1920x1080 picture per '
                              'fresh process, with and without keep_freed_memory()')
@@ -415,35 +442,37 @@ def main():
     if args.predict_once:
         return predict_once(args)
 
-    from nnet import fast_conv
+    from nnet import cpu
     torch_ok = not args.no_torch and have_torch()
     cases = [c for c in args.cases.split(',') if c]
     if args.no_big:
         cases = [c for c in cases if c != 'fwd1080']
-    print(f'DIM encoder-decoder, width {args.width:g}, batch 1, {args.threads} threads, '
-          f'float32; CPU GEMMs via {fast_conv.blas_backend()}; load average before: '
-          f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; this project keeps freed '
-          f"memory: {'no' if args.no_keep_freed_memory else 'yes'}")
-    print(f'NumPy float32 matrix product (2048^3): {sgemm_ceiling(args.threads):.0f} GFLOP/s')
+    precisions = [p for p in args.precisions.split(',') if p]
+    ours = [f'ours-{p}' for p in precisions]
+    torch_impls = [k for k, v in IMPLS.items() if v[1] == 'torch'] if torch_ok else []
+    say = (lambda *a, **k: None) if args.json else print
+    say(f'DIM encoder-decoder, width {args.width:g}, batch 1, {args.threads} threads; CPU '
+        f'backend: {cpu.backend()}; load average before: {os.getloadavg()[0]:.2f} on '
+        f"{os.cpu_count()} cores; this project keeps freed memory: "
+        f"{'no' if args.no_keep_freed_memory else 'yes'}")
+    say(f'NumPy float32 matrix product (2048^3): {sgemm_ceiling(args.threads):.0f} GFLOP/s')
     if args.stack_python:
         for name, python in (('this interpreter', sys.executable),
                              ('--stack-python', args.stack_python)):
             version, blas = stack_info(python)
-            print(f'{name}: {python}, numpy {version}, {blas}; float32 matrix product '
-                  f'{sgemm_ceiling(args.threads, python):.0f} GFLOP/s')
-        IMPLS['stack'] = f'chainer, numpy {version}'
+            say(f'{name}: {python}, numpy {version}, {blas}; float32 matrix product '
+                f'{sgemm_ceiling(args.threads, python):.0f} GFLOP/s')
     if not torch_ok:
-        print('PyTorch: ' + ('skipped (--no-torch)' if args.no_torch else
-                             'not installed (pip install torch==2.13.0 to compare)'))
-    print(f'seconds: median of {args.repeats} runs ({args.big_repeats} at 1920x1080) after one '
-          'warm-up; peak memory: max resident set of a process running only that case')
-    print('GFLOP/s: 2 x the multiply-adds of direct convolutions per second (the Winograd layers '
-          'of this project do fewer)')
-    print()
-    header = f'{"case":26s} {"implementation":24s} {"seconds":>8s} {"GFLOP/s":>8s} ' \
+        say('PyTorch: ' + ('skipped (--no-torch)' if args.no_torch else
+                           'not installed (pip install torch==2.13.0 to compare)'))
+    say(f'seconds: median of {args.repeats} runs ({args.big_repeats} at 1920x1080) after one '
+        'warm-up; peak memory: max resident set of a process running only that case')
+    say('GFLOP/s: 2 x the multiply-adds of direct convolutions per second')
+    say()
+    header = f'{"case":26s} {"implementation":26s} {"seconds":>8s} {"GFLOP/s":>8s} ' \
              f'{"peak mem":>9s}  notes'
-    print(header)
-    print('-' * len(header))
+    say(header)
+    say('-' * len(header))
     for case in cases:
         label, height, img_width, backward = CASES[case]
         ph, pw = padded(height, img_width)
@@ -452,44 +481,55 @@ def main():
         repeats = args.big_repeats if big else args.repeats
         # this project and PyTorch take turns; stock Chainer runs afterwards (its gigabyte of
         # memory churn slowed whichever implementation ran next)
-        groups = [['fast'] + (['stack'] if args.stack_python else [])
-                  + (['torch'] if torch_ok else [])
+        groups = [ours + (['stack'] if args.stack_python else []) + torch_impls
                   + (['onnxruntime'] if not args.no_onnxruntime and not backward else [])]
         groups += [['stock']] if not args.no_stock and not big else []
         workers = []
         for group in groups:
             workers += run_in_turns([Worker(impl, case, args) for impl in group], repeats)
         results = {w.impl: w for w in workers}
+        ref = results.get(ours[0]) if ours else None
         first = True
         for w in workers:
-            name = label
+            name = label if first else ''
+            first = False
+            impl_label, kind, precision, _ = IMPLS[w.impl]
             if w.error or not w.times:
-                print(f'{name if first else "":26s} {IMPLS[w.impl]:24s} failed: {w.error}')
-                first = False
+                say(f'{name:26s} {impl_label:26s} failed: {w.error}')
                 continue
             t = median(w.times)
+            if args.json:
+                impl_name = {'ours': 'nnet.cpu', 'stock': 'chainer-stock'}.get(kind, kind)
+                impl_name += '-stack-python' if w.impl == 'stack' else ''
+                impl_name += '-channels_last' if IMPLS[w.impl][3] else ''
+                print(json.dumps({'case': case, 'implementation': impl_name,
+                                  'precision': precision, 'seconds': round(t, 4),
+                                  'peak_gb': round(w.peak_rss / 2 ** 30, 3) if w.peak_rss
+                                  else None, 'gflops': round(flops / t / 1e9, 1),
+                                  'runs': [round(v, 4) for v in w.times],
+                                  'check': w.checks[0]}), flush=True)
+                continue
             note = ''
-            if w.impl != 'fast' and results['fast'].checks and w.checks:
-                a, b = results['fast'].checks[0], w.checks[0]
-                note = f'output sum differs by {abs(a - b) / max(abs(b), 1e-30):.1e} (rel)'
-            print(f'{name if first else "":26s} {IMPLS[w.impl]:24s} {t:8.3f} '
-                  f'{flops / t / 1e9:8.1f} {fmt_gb(w.peak_rss)}  {note}')
-            first = False
+            if w is not ref and ref is not None and ref.checks and w.checks:
+                a, b = ref.checks[0], w.checks[0]
+                note = f'output sum differs from {ours[0]} by {abs(a - b) / max(abs(a), 1e-30):.1e}'
+            say(f'{name:26s} {impl_label:26s} {t:8.3f} {flops / t / 1e9:8.1f} '
+                f'{fmt_gb(w.peak_rss)}  {note}')
         if big and not args.no_stock:
-            print(f'{"":26s} {IMPLS["stock"]:24s} {"skipped":>8s}  (its im2col needs tens of GB '
-                  'at this size)')
-        fast = results['fast']
-        for other in ('torch', 'stack', 'onnxruntime', 'stock'):
-            o = results.get(other)
-            if o and o.times and fast.times:
-                print(f'{"":26s} {"ratio chainer/" + other:24s} '
-                      f'{median(fast.times) / median(o.times):8.2f}  (time; < 1 = this project '
-                      'faster)')
+            say(f'{"":26s} {IMPLS["stock"][0]:26s} {"skipped":>8s}  (its im2col needs tens of '
+                'GB at this size)')
+        timed = {k: median(w.times) for k, w in results.items() if w.times}
+        best_torch = min((k for k in timed if k.startswith('torch')), key=timed.get, default=None)
+        for mine in ours:
+            for other in [best_torch, 'onnxruntime', 'stack', 'stock']:
+                if mine in timed and other in timed:
+                    say(f'{"":26s} {"ratio " + mine + "/" + other:29s} '
+                        f'{timed[mine] / timed[other]:8.2f}  (time; < 1 = this project faster)')
         padding = f', input padded to {pw}x{ph}' if (ph, pw) != (height, img_width) else ''
-        print(f'{"":26s} ({flops / 1e9:.1f} GFLOP of convolutions{padding})')
-        print()
-    print(f'load average after: {os.getloadavg()[0]:.2f} (other processes on the machine slow '
-          'every implementation; compare the ratios)')
+        say(f'{"":26s} ({flops / 1e9:.1f} GFLOP of convolutions{padding})')
+        say()
+    say(f'load average after: {os.getloadavg()[0]:.2f} (other processes on the machine slow '
+        'every implementation; compare the ratios)')
 
 
 if __name__ == '__main__':

@@ -18,7 +18,7 @@ import pytest
 import demo
 import evaluate
 import train
-from nnet import fast_pool
+from nnet.cpu import pool as fast_pool
 from nnet.loss import (MattingLoss, alpha_prediction_loss, compositional_loss, masked_mean,
                        unknown_mask)
 from nnet.model import DIM, pad_to_multiple
@@ -101,7 +101,7 @@ def test_cpu_kernels_stay_off_the_gpu(gpu):
     with chainer.using_config('train', True):
         on_cpu = function_modules(cpu(image, trimap)[1])
         on_gpu = function_modules(dev(gpu.send(image), gpu.send(trimap))[1])
-    assert {'nnet.fast_conv', 'nnet.fast_pool'} <= on_cpu  # the walk sees the CPU kernels
+    assert {'nnet.cpu.conv', 'nnet.cpu.pool'} <= on_cpu  # the walk sees the CPU kernels
     assert not [m for m in on_gpu if m.startswith('nnet.')], on_gpu
     assert 'chainer.functions.connection.convolution_2d' in on_gpu
     assert 'chainer.functions.pooling.upsampling_2d' in on_gpu

@@ -8,7 +8,7 @@ from scipy.stats import rankdata
 from skimage import data
 from skimage.transform import resize
 
-from nnet.fast_pool import max_pooling_2x2, relu
+from nnet.cpu import max_pooling_2x2, relu
 from nnet.model import ENCODER_STAGES, EncoderDecoder, network_input
 from utils.utils import InputError, read_alpha, read_image
 from utils.vgg import (HED_MEAN_BGR, keras_conv_keys, read_h5_arrays, read_hed_side_outputs,

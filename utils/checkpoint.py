@@ -113,8 +113,10 @@ def device_from_gpu_id(gpu_id):
 
 
 def load_model(path, gpu_id=-1, expect_config=None):
-    """``load_checkpoint``, then move the model to GPU ``gpu_id`` (>= 0) or keep it on the CPU."""
+    """``load_checkpoint``, then move the model to GPU ``gpu_id`` (>= 0) or keep it on the CPU.
+    Its gradients are cleared (None: no memory) until a backward pass makes them."""
     model = load_checkpoint(path, expect_config)
+    model.cleargrads()  # (Chainer fills new parameters' gradients with NaN: as big as the model)
     if gpu_id >= 0:
         model.to_device(device_from_gpu_id(gpu_id))
     return model

@@ -278,19 +278,21 @@ def stderr_on_rank0_only():
 
 
 def run_reporting_errors(run, args, errors=(), interrupted='interrupted'):
-    """``options.run_reporting_errors`` for one rank of an MPI job: calls ``run(args, job)``.
+    """``utils.cli.run_reporting_errors`` for one rank of an MPI job: calls ``run(args, job)``.
 
     InputError, OSError and ``errors`` print 'error: ...' (one line) and give 1; Ctrl-C prints
     ``interrupted`` and gives 130 (see ``Job.fail``). ``TrainingDiverged`` is raised by every
     rank at the same iteration (the guard reads the mean loss): rank 0 reports it and every rank
     exits normally.
     """
-    from nnet.fast_conv import keep_freed_memory
+    from nnet.cpu import keep_freed_memory
+    from utils.cli import use_precision
     keep_freed_memory()
     job = None
     try:
         job = Job.start(args)
-        run(args, job)
+        with use_precision(args):
+            run(args, job)
         return 0
     except _Stopped:
         return 1

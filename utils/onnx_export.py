@@ -115,7 +115,7 @@ def stock_functions():
 
     The one place the export depends on how nnet switches its fast CPU path off.
     """
-    from nnet.fast_conv import stock_path
+    from nnet.cpu import stock_path
     with stock_path():
         yield
 

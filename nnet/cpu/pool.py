@@ -7,31 +7,52 @@ NumPy arrays (pooling: even H and W) they run as the ``FunctionNode``s below: a 
 NumPy passes over the four strided views of each 2x2 window instead of Chainer's im2col/col2im,
 int8 window indices (0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; the first
 maximum in that order, as ``argmax`` picks it), outputs in the input's memory layout
-(channels-last stays channels-last), and the work split by rows over the threads of
-``nnet.fast_conv.run_parallel`` (ReLU's backward too). ``relu(x, inplace=True)`` writes into
+(channels-last stays channels-last), and the work split by rows over a few Python threads
+(NumPy releases the GIL; ReLU's backward too). ``relu(x, inplace=True)`` writes into
 x's memory: for an x that nothing else uses (a convolution's output), one full-size array less.
 
-Anything else (CuPy, odd sizes) goes to the stock functions, and so does everything under
-``chainer.using_config('fast_cpu', False)`` (``nnet.fast_conv.stock_path()``).
+Anything else (CuPy, odd sizes) goes to the stock functions, and so does everything on the
+fallback backend or under ``nnet.cpu.stock_path()``.
 """
+import concurrent.futures
+import os
+import threading
+
 import chainer
 import chainer.functions as F
 import numpy as np
 from chainer import function_node
 
-from nnet import fast_conv
+from nnet.cpu import config, memory
 
-chainer.global_config.fast_cpu = True
+THREADS = None  # threads for the row chunks (None: the usable cores)
+THREAD_CHUNK = 1 << 16  # elements below which the work is not split
+_POOL = None  # (threads, executor, pid)
+_LOCK = threading.Lock()
+
+
+def _threads():
+    return THREADS or len(os.sched_getaffinity(0))
 
 
 def _by_rows(rows, total_size, fn):
-    """fn(r0, r1) over chunks of ``rows`` rows, in parallel when there is enough work."""
-    n_chunks = max(1, min(rows, 4 * fast_conv.blas_threads(),
-                          total_size // fast_conv.THREAD_CHUNK))
+    """fn(r0, r1) over chunks of ``rows`` rows, on several threads when there is enough work."""
+    global _POOL
+    nt = _threads()
+    n_chunks = max(1, min(rows, 4 * nt, total_size // THREAD_CHUNK))
     step = -(-rows // n_chunks)
-    starts = range(0, rows, step)
-    fast_conv.run_parallel(len(starts),
-                           lambda worker, j: fn(starts[j], min(starts[j] + step, rows)))
+    chunks = [(r, min(r + step, rows)) for r in range(0, rows, step)]
+    if nt <= 1 or len(chunks) <= 1 or not _LOCK.acquire(blocking=False):
+        for r0, r1 in chunks:
+            fn(r0, r1)
+        return
+    try:
+        if _POOL is None or _POOL[0] != nt or _POOL[2] != os.getpid():  # (new after a fork)
+            _POOL = (nt, concurrent.futures.ThreadPoolExecutor(nt, 'nnet_cpu'), os.getpid())
+        for f in [_POOL[1].submit(fn, r0, r1) for r0, r1 in chunks]:
+            f.result()
+    finally:
+        _LOCK.release()
 
 
 def _corners(a):
@@ -46,8 +67,8 @@ def _empty(shape, like, dtype=None):
     dtype = like.dtype if dtype is None else dtype
     if like.strides[1] < like.strides[3] and like.shape[1] > 1:
         n, c, h, w = shape
-        return np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
-    return np.empty(shape, dtype)
+        return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+    return memory.empty(shape, dtype)
 
 
 def _pool(x):
@@ -198,7 +219,7 @@ class ReLUGrad(function_node.FunctionNode):
 
 def _numpy_float(a):
     return (getattr(chainer.config, 'fast_cpu', True) and type(a) is np.ndarray
-            and a.dtype.kind == 'f' and a.ndim == 4)
+            and a.dtype.kind == 'f' and a.ndim == 4 and config.backend() == 'onednn')
 
 
 def _array(x):
