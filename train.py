@@ -13,7 +13,7 @@ from chainer.training import extensions
 
 import options
 from nnet.loss import MattingLoss
-from nnet.model import DIM
+from nnet.model import DIM, VGG_INPUT_SCALE
 from utils import distributed
 from utils.checkpoint import SNAPSHOT_PREFIX, load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_errors
@@ -33,7 +33,7 @@ def build_model(args):
             print(f'note: --init_from has width {model.config["width"]}; using it', file=sys.stderr)
             args.width = model.config['width']
         return model
-    model = DIM(args.width)
+    model = DIM(args.width, input_scale=VGG_INPUT_SCALE if args.vgg_weights else 1.0)
     if args.vgg_weights:
         copied = model.encoder_decoder.load_vgg16(read_vgg16_params(args.vgg_weights))
         print(f'VGG16 weights loaded into {", ".join(copied)}')

@@ -21,6 +21,7 @@ from nnet.cpu import Convolution2D, max_pooling_2x2, relu, unpooling_2x2
 VGG_MEAN = np.array([123.68, 116.779, 103.939], np.float32) / 255.0  # RGB, ImageNet
 DOWNSAMPLING = 32  # five 2x2 max-poolings
 UNKNOWN_VALUE = 128.0 / 255.0  # trimap unknown, in [0, 1] units
+VGG_INPUT_SCALE = 255.0  # the encoder's input scale with VGG16 weights: Caffe's 0..255
 
 # (name, output channels at width 1.0) for VGG16's 13 conv layers, grouped by pooling stage.
 ENCODER_STAGES = (
@@ -68,11 +69,14 @@ class EncoderDecoder(chainer.Chain):
 
     Args:
         width: channel multiplier; 1.0 is the paper's network.
+        input_scale: the network input is multiplied by this before conv1_1 (255: Caffe's
+            0..255 scale of VGG16's weights; 1: a network trained from scratch).
     forward: (N, 4, H, W) network input, H and W multiples of 32 -> (N, 1, H, W) alpha in [0, 1].
     """
 
-    def __init__(self, width=1.0):
+    def __init__(self, width=1.0, input_scale=1.0):
         super().__init__()
+        self.input_scale = float(input_scale)
         encoder_init = initializers.HeNormal()  # used unless VGG16 weights are loaded
         decoder_init = initializers.GlorotUniform()  # Xavier, as in the paper
         with self.init_scope():
@@ -93,7 +97,7 @@ class EncoderDecoder(chainer.Chain):
             self.pred = Convolution2D(in_ch, 1, 5, pad=2, initialW=decoder_init)
 
     def forward(self, x):
-        h = x
+        h = x * self.input_scale if self.input_scale != 1.0 else x
         pooled = []  # (indices, size before pooling) per stage, for unpooling
         for stage in ENCODER_STAGES:
             for name, _ in stage:
@@ -117,7 +121,8 @@ class EncoderDecoder(chainer.Chain):
                 0..255 scale; fc6 W: (4096, 25088)).
         Effects:
             13 conv layers copied; conv1_1's BGR filters go to the RGB channels (reordered,
-            times 255 for our [0, 1] input scale) and its trimap channel gets zeros. conv6 (3x3,
+            times 255 / input_scale for our [0, 1] input units) and its trimap channel gets
+            zeros. conv6 (3x3,
             512) takes fc6's first 512 output units and the central 3x3 taps of its 7x7 kernel;
             fc6 is skipped when absent or of another shape.
         Returns:
@@ -129,7 +134,8 @@ class EncoderDecoder(chainer.Chain):
                 W, b = (np.asarray(a, np.float32) for a in params[name])
                 link = self[name]
                 if name == 'conv1_1':
-                    W = np.concatenate([W[:, ::-1] * 255.0, np.zeros_like(W[:, :1])], axis=1)
+                    W = np.concatenate([W[:, ::-1] * (255.0 / self.input_scale), np.zeros_like(W[:, :1])],
+                                       axis=1)
                 if W.shape != link.W.shape or b.shape != link.b.shape:
                     raise ValueError(f'VGG16 {name}: weight shape {W.shape} does not fit '
                                      f'{link.W.shape} (VGG16 weights need width 1.0)')
@@ -177,15 +183,17 @@ class DIM(chainer.Chain):
     """The two-stage Deep Image Matting model.
 
     Args:
-        width: channel multiplier (1.0 = the paper). Recorded in ``config`` so that a checkpoint
-            rebuilds the same network.
+        width: channel multiplier (1.0 = the paper).
+        input_scale: the encoder's input scale (``EncoderDecoder``; 255 for VGG16 weights).
+            Both are recorded in ``config`` so that a checkpoint rebuilds the same network
+            (checkpoints from before ``input_scale`` existed have 1).
     """
 
-    def __init__(self, width=1.0):
+    def __init__(self, width=1.0, input_scale=1.0):
         super().__init__()
-        self.config = {'width': float(width)}
+        self.config = {'width': float(width), 'input_scale': float(input_scale)}
         with self.init_scope():
-            self.encoder_decoder = EncoderDecoder(width)
+            self.encoder_decoder = EncoderDecoder(width, input_scale)
             self.refinement = RefinementNet(width)
 
     def forward(self, image, trimap, refine=True, freeze_stage1=False):

@@ -15,13 +15,32 @@ def test_checkpoint_roundtrip_rebuilds_same_network(tmp_path, rng):
     path = tmp_path / 'model.npz'
     save_checkpoint(str(path), model)
     loaded = load_checkpoint(str(path))
-    assert loaded.config == {'width': 0.125}
+    assert loaded.config == {'width': 0.125, 'input_scale': 1.0}
     for (name, p), (name2, q) in zip(sorted(model.namedparams()), sorted(loaded.namedparams())):
         assert name == name2
         np.testing.assert_array_equal(p.array, q.array)
     image = rng.random((40, 40, 3), dtype=np.float32)
     trimap = np.full((40, 40), 128, np.uint8)
     np.testing.assert_array_equal(model.predict(image, trimap), loaded.predict(image, trimap))
+
+
+def test_checkpoint_keeps_input_scale_and_older_ones_have_one(tmp_path, rng):
+    import json
+    model = DIM(0.125, input_scale=255.0)
+    path = tmp_path / 'model.npz'
+    save_checkpoint(str(path), model)
+    loaded = load_checkpoint(str(path))
+    assert loaded.encoder_decoder.input_scale == 255.0
+    image = rng.random((40, 40, 3), dtype=np.float32)
+    trimap = np.full((40, 40), 128, np.uint8)
+    np.testing.assert_array_equal(model.predict(image, trimap), loaded.predict(image, trimap))
+    with np.load(path) as f:  # a checkpoint written before input_scale existed
+        arrays = {k: f[k] for k in f.files}
+    arrays['__config__'] = np.array(json.dumps({'width': 0.125}))
+    np.savez(tmp_path / 'old.npz', **arrays)
+    old = load_checkpoint(str(tmp_path / 'old.npz'))
+    assert old.encoder_decoder.input_scale == 1.0
+    assert np.abs(old.predict(image, trimap) - model.predict(image, trimap)).max() > 1e-3
 
 
 def test_checkpoint_of_other_width_is_refused(tmp_path):
@@ -58,6 +77,9 @@ def test_vgg16_weights_go_where_they_belong(tmp_path, rng):
     np.testing.assert_allclose(w11[:, 0], arrays['conv1_1/W'][:, 2] * 255, rtol=1e-6)  # R <- BGR[2]
     np.testing.assert_allclose(w11[:, 2], arrays['conv1_1/W'][:, 0] * 255, rtol=1e-6)  # B <- BGR[0]
     assert np.all(w11[:, 3] == 0)  # trimap channel
+    caffe_scale = DIM(1.0, input_scale=255.0).encoder_decoder  # as train.py builds it
+    caffe_scale.load_vgg16(read_vgg16_params(str(path)))
+    np.testing.assert_array_equal(caffe_scale.conv1_1.W.array[:, :3], arrays['conv1_1/W'][:, ::-1])
     np.testing.assert_array_equal(ed.conv4_2.W.array, arrays['conv4_2/W'])
     np.testing.assert_array_equal(ed.conv5_3.b.array, arrays['conv5_3/b'])
     fc6 = arrays['fc6/W'].reshape(600, 512, 7, 7)
@@ -65,17 +87,18 @@ def test_vgg16_weights_go_where_they_belong(tmp_path, rng):
     np.testing.assert_array_equal(ed.conv6.b.array, arrays['fc6/b'][:512])
 
 
-def test_vgg16_conv1_1_matches_vgg_on_bgr_input(tmp_path, rng):
+@pytest.mark.parametrize('input_scale', [1.0, 255.0])
+def test_vgg16_conv1_1_matches_vgg_on_bgr_input(tmp_path, rng, input_scale):
     """Our RGB [0,1] input through the loaded conv1_1 equals VGG16 on BGR 0..255 minus mean."""
     import chainer.functions as F
     from nnet.model import network_input
     path = tmp_path / 'vgg16.npz'
     arrays = write_vgg16_npz(path, rng, with_fc6=False)
-    model = DIM(1.0)
+    model = DIM(1.0, input_scale=input_scale)
     model.encoder_decoder.load_vgg16(read_vgg16_params(str(path)))
     image = rng.random((1, 3, 6, 6), dtype=np.float32)
     trimap = rng.choice([0, 128 / 255, 1], size=(1, 1, 6, 6)).astype(np.float32)
-    ours = model.encoder_decoder.conv1_1(network_input(image, trimap)).array
+    ours = model.encoder_decoder.conv1_1(network_input(image, trimap) * input_scale).array
     bgr = image[:, ::-1] * 255 - np.array([103.939, 116.779, 123.68], np.float32).reshape(1, 3, 1, 1)
     vgg = F.convolution_2d(bgr, arrays['conv1_1/W'], arrays['conv1_1/b'], pad=1).array
     np.testing.assert_allclose(ours, vgg, rtol=1e-3, atol=1e-2)

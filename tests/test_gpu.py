@@ -209,7 +209,7 @@ def test_training_on_the_gpu_writes_outputs_and_resumes(gpu, composition_root, t
                  'images/val_iter_0000012.png'):
         assert os.path.getsize(os.path.join(log_root, name)) > 0, name
     final = load_checkpoint(os.path.join(log_root, 'model_final.npz'))
-    assert final.xp is np and final.config == {'width': 0.125}
+    assert final.xp is np and final.config == {'width': 0.125, 'input_scale': 1.0}
     capsys.readouterr()
     assert train.main(args + ['--max_iter', '15'] + TINY_TRAIN) == 0
     assert 'resuming from the snapshot of iteration 12' in capsys.readouterr().out

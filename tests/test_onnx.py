@@ -51,7 +51,7 @@ def test_file_has_symbolic_sizes_standard_operators_and_its_preprocessing(export
     assert pre['layout'] == 'NCHW' and 'multiples of 32' in pre['size']
     np.testing.assert_allclose(pre['mean']['values_rgb'], [123.68 / 255, 116.779 / 255,
                                                            103.939 / 255], rtol=1e-6)
-    assert json.loads(meta['dim_config']) == {'width': 0.125}
+    assert json.loads(meta['dim_config']) == {'width': 0.125, 'input_scale': 1.0}
 
 
 def test_index_pooling_and_unpooling_match_chainer_with_ties():
@@ -87,6 +87,25 @@ def test_onnxruntime_backend_equals_chainer_at_any_size(exported, ckpt, size):
         assert b.shape == (h, w) and b.dtype == np.float32
         assert np.abs(a - b).max() <= TOLERANCE
         assert np.all(b[trimap == 0] == 0) and np.all(b[trimap == 255] == 1)
+
+
+def test_input_scale_is_part_of_the_exported_graph(tmp_path):
+    """A VGG16-started model multiplies its input by 255 before conv1_1: the export does too."""
+    from nnet.model import DIM, VGG_INPUT_SCALE
+    from utils.checkpoint import save_checkpoint
+    model = DIM(0.125, input_scale=VGG_INPUT_SCALE)
+    model.encoder_decoder.conv1_1.W.array[...] /= VGG_INPUT_SCALE  # activations as at scale 1
+    save_checkpoint(str(tmp_path / 'scaled.npz'), model)
+    assert onnx_export.main([str(tmp_path / 'scaled.npz'), str(tmp_path / 'scaled.onnx')]) == 0
+    rng = np.random.default_rng(3)
+    image = rng.random((40, 72, 3)).astype(np.float32)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), (40, 72))
+    a = ChainerBackend(model).predict(image, trimap, True)
+    b = OnnxRuntimeBackend(str(tmp_path / 'scaled.onnx'), 'scaled.onnx').predict(image, trimap, True)
+    assert np.abs(a - b).max() <= TOLERANCE
+    unscaled = DIM(0.125)
+    chainer.serializers.NpzDeserializer(dict(np.load(tmp_path / 'scaled.npz'))).load(unscaled)
+    assert np.abs(ChainerBackend(unscaled).predict(image, trimap, True) - a).max() > 1e-3
 
 
 def test_onnxruntime_equals_chainer_on_a_real_photograph(shared_data):

@@ -42,7 +42,8 @@ def test_training_lowers_loss_and_writes_outputs(dataset, tmp_path):
     assert 'validation/main/SAD' in read_log(log_root)[-1]
     saved = json.load(open(os.path.join(log_root, 'options.json')))
     assert saved['base_lr'] == 3e-3 and saved['stage'] == 1
-    assert load_checkpoint(os.path.join(log_root, 'model_final.npz')).config == {'width': 0.125}
+    final = load_checkpoint(os.path.join(log_root, 'model_final.npz'))
+    assert final.config == {'width': 0.125, 'input_scale': 1.0}
 
 
 def test_stage_two_starts_from_stage_one_and_keeps_encoder(dataset, tmp_path):

@@ -9,7 +9,7 @@ from skimage import data
 from skimage.transform import resize
 
 from nnet.cpu import max_pooling_2x2, relu
-from nnet.model import ENCODER_STAGES, EncoderDecoder, network_input
+from nnet.model import ENCODER_STAGES, VGG_INPUT_SCALE, EncoderDecoder, network_input
 from utils.utils import InputError, read_alpha, read_image
 from utils.vgg import (HED_MEAN_BGR, keras_conv_keys, read_h5_arrays, read_hed_side_outputs,
                        read_vgg16_params)
@@ -20,21 +20,28 @@ def hed_params():
     return read_vgg16_params('hed')
 
 
-@pytest.fixture(scope='module')
-def hed_encoder(hed_params):
+def encoder_with(params, input_scale=VGG_INPUT_SCALE):
     np.random.seed(0)
-    encoder = EncoderDecoder(1.0)  # the decoder is not used here
-    assert len(encoder.load_vgg16(hed_params)) == 13
+    encoder = EncoderDecoder(1.0, input_scale)  # the decoder is not used here
+    assert len(encoder.load_vgg16(params)) == 13
     return encoder
 
 
-def test_conv1_1_computes_what_the_file_kernel_computes_on_bgr_0_255(hed_encoder):
+@pytest.fixture(scope='module')
+def hed_encoder(hed_params):
+    return encoder_with(hed_params)  # as train.py builds it
+
+
+@pytest.mark.parametrize('input_scale', [VGG_INPUT_SCALE, 1.0])
+def test_conv1_1_computes_what_the_file_kernel_computes_on_bgr_0_255(hed_params, input_scale):
     from utils.vgg import hed_weights_path
+    encoder = encoder_with(hed_params, input_scale)
     kernel, bias = read_h5_arrays(hed_weights_path(), ['block1/layers/conv2d'])[
         'block1/layers/conv2d']  # (3, 3, in=BGR, out), cross-correlation
     image = data.astronaut()[100:164, 180:260].astype(np.float32) / 255.0  # RGB in [0, 1]
     trimap = np.full((1, 1) + image.shape[:2], 128 / 255.0, np.float32)
-    ours = hed_encoder.conv1_1(network_input(image.transpose(2, 0, 1)[None], trimap)).array[0]
+    x = network_input(image.transpose(2, 0, 1)[None], trimap) * encoder.input_scale
+    ours = encoder.conv1_1(x).array[0]
 
     bgr = image[:, :, ::-1] * 255.0 - HED_MEAN_BGR  # what HED is fed
     windows = np.lib.stride_tricks.sliding_window_view(bgr, (3, 3), axis=(0, 1))  # y, x, c, 3, 3
@@ -57,6 +64,7 @@ def hed_edges(encoder, side, image):
     (H, W, 3) RGB in [0, 1], H and W multiples of 16 -> fused edge probability (H, W)."""
     h, w = image.shape[:2]
     x = network_input(image.transpose(2, 0, 1)[None], np.full((1, 1, h, w), 0.5, np.float32))
+    x = x * encoder.input_scale
     sides = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for k, stage in enumerate(ENCODER_STAGES, start=1):
@@ -86,9 +94,7 @@ def test_rebuilt_hed_puts_its_edges_on_the_true_boundary(shared_data, hed_params
 
     swapped = {n: (W.transpose(1, 0, 2, 3) if W.shape[0] == W.shape[1] else W, b)
                for n, (W, b) in hed_params.items()}
-    np.random.seed(0)
-    wrong = EncoderDecoder(1.0)
-    wrong.load_vgg16(swapped)
+    wrong = encoder_with(swapped)
     assert auc(hed_edges(wrong, side, image), boundary) < 0.6
 
 
@@ -107,3 +113,15 @@ def test_h5_without_vgg_layers_is_one_clear_error(tmp_path):
         f['dense/vars/0'] = np.zeros((3, 3), np.float32)
     with pytest.raises(InputError, match='not a VGG16 weight file'):
         read_vgg16_params(str(path))
+
+
+def test_training_from_vgg16_feeds_the_encoder_caffes_scale():
+    """train.py builds a VGG16-started DIM whose encoder sees the input x 255 (so the trimap
+    channel, zero at the start, is on the image's scale), and records it in the config."""
+    import argparse
+    import train
+    model = train.build_model(argparse.Namespace(init_from=None, width=1.0, vgg_weights='hed'))
+    assert model.config == {'width': 1.0, 'input_scale': VGG_INPUT_SCALE}
+    assert np.all(model.encoder_decoder.conv1_1.W.array[:, 3] == 0)
+    scratch = train.build_model(argparse.Namespace(init_from=None, width=0.125, vgg_weights=None))
+    assert scratch.config['input_scale'] == 1.0
