@@ -2,6 +2,11 @@
 
 ``python -m utils.plot_logs LOG_ROOT [LOG_ROOT ...] --out FILE.png``: each LOG_ROOT's ``log`` (Chainer's
 LogReport JSON) is drawn after the previous one on a common iteration axis, with the stages marked.
+
+``python -m utils.plot_logs --whole RUN [RUN ...] --labels A B --out FILE.png``: the whole-photograph
+validation curves (``whole_validation.json``, SAD and Gradient error) of several runs side by side,
+beside closed-form matting's scores; a RUN is one log root or consecutive ones joined by ``+``
+(``logs/vgg16/s1_160+logs/vgg16/s1_320``), drawn one after another.
 """
 import argparse
 import json
@@ -21,6 +26,49 @@ def read_log(log_root):
             return json.load(f)
     except (OSError, ValueError) as e:
         raise InputError(f'{path}: cannot read the training log ({type(e).__name__})')
+
+
+def read_whole_validation(run):
+    """(iterations, SAD means, Grad means, closed-form's {SAD, Grad}) of a RUN (see the docstring)."""
+    its, sad, grad, offset, closed_form = [], [], [], 0, None
+    for root in run.split('+'):
+        path = os.path.join(root, 'whole_validation.json')
+        try:
+            with open(path) as f:
+                history = json.load(f)
+            validations = history['validations']
+            closed_form = closed_form or history['closed_form']['mean']
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f'{path}: cannot read the whole-photograph validation ({type(e).__name__})')
+        for v in validations:
+            its.append(v['iteration'] + offset)
+            sad.append(v['mean']['SAD'])
+            grad.append(v['mean']['Grad'])
+        offset = its[-1] if its else offset
+    return its, sad, grad, closed_form
+
+
+def plot_whole(runs, labels, out, target=0.7):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    curves = [read_whole_validation(run) for run in runs]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, col in zip(axes, ('SAD', 'Grad'), (1, 2)):
+        for curve, label in zip(curves, labels):
+            ax.plot(curve[0], curve[col], 'o-', ms=3, label=label)
+        cf = curves[0][3][key]
+        ax.axhline(cf, color='gray', ls='--', label=f'closed-form ({cf:.2f})')
+        ax.axhline(target * cf, color='green', ls=':', label=f'{target} x closed-form')
+        ax.set_xlabel('iteration')
+        ax.set_title(f'{key} of the held-back photographs, whole (mean)')
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format='png', dpi=90))
+    finally:
+        plt.close(fig)
 
 
 def plot(log_roots, out):
@@ -54,11 +102,22 @@ def plot(log_roots, out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('log_roots', nargs='+', help='training log folders, in order')
+    parser.add_argument('log_roots', nargs='+', help='training log folders, in order (with '
+                        '--whole: runs, each a folder or folders joined by +)')
     parser.add_argument('--out', required=True, help='PNG file to write')
+    parser.add_argument('--whole', action='store_true',
+                        help='plot the whole-photograph validation curves of the runs instead')
+    parser.add_argument('--labels', nargs='+', help='with --whole: a legend label per run')
     args = parser.parse_args(argv)
+    labels = args.labels or args.log_roots
+    if len(labels) != len(args.log_roots):
+        print(f'error: --labels: {len(labels)} labels for {len(args.log_roots)} runs', file=sys.stderr)
+        return 1
     try:
-        plot(args.log_roots, args.out)
+        if args.whole:
+            plot_whole(args.log_roots, labels, args.out)
+        else:
+            plot(args.log_roots, args.out)
     except InputError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
