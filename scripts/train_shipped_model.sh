@@ -6,8 +6,9 @@
 # Usage: bash scripts/train_shipped_model.sh [LOG_DIR]   (default logs/vgg16)
 # PRECISION=fp32 for float32 convolutions (default bf16: about 1.6x faster on a CPU with AVX-512
 # BF16, see README "CPU speed and memory"). On a machine without LOG_DIR's snapshots,
-# S1_INIT=ckpt/dim_vgg16_training.npz starts stage 1 from that committed checkpoint instead of
-# the VGG16 weights.
+# S1_INIT=ckpt/dim_vgg16_training.npz S1_INIT_ITER=N starts stage 1 from that committed
+# checkpoint (taken at stage-1 iteration N; README says which) instead of the VGG16 weights, and
+# trains the iterations stage 1 has left (Adam's moments start afresh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
@@ -22,7 +23,12 @@ HELD_BACK=(GT01 GT09 GT14 GT20 GT25 p_f053bec5 p_f30f22fd)
 COMMON=(--dataset_root "$LOG/synthetic" $A $A $A $P $P $P --bg_dir "$DATA/backgrounds/image" --n_bg 4
         --val_names "${HELD_BACK[@]}" --n_val 16 --width 1.0 --trimap_kernel 3 25 --seed 0
         --log_frq 10 --precision "${PRECISION:-bf16}")
-if [ -n "${S1_INIT:-}" ]; then S1_START=(--init_from "$S1_INIT"); else S1_START=(--vgg_weights hed); fi
+S1_ITER=3000
+if [ -n "${S1_INIT:-}" ]; then
+    S1_START=(--init_from "$S1_INIT"); S1_ITER=$((S1_ITER - ${S1_INIT_ITER:-0}))
+else
+    S1_START=(--vgg_weights hed)
+fi
 
 phase() {  # phase NAME ARGS...: run train.py into $LOG/NAME unless it has finished
     local name="$1"; shift
@@ -34,7 +40,7 @@ phase() {  # phase NAME ARGS...: run train.py into $LOG/NAME unless it has finis
 # the same pixel scales as the paper's 320/480/640 -> 320, a quarter of the cost per example),
 # then on the paper's 320x320 crops.
 phase s1_160 --stage 1 "${S1_START[@]}" --H 160 --W 160 --crop_sizes 160 240 320 --batch_size 4 \
-    --base_lr 1e-4 --max_iter 3000 --ckpt_frq 100 --val_frq 150 --val_whole_frq 150
+    --base_lr 1e-4 --max_iter "$S1_ITER" --ckpt_frq 100 --val_frq 150 --val_whole_frq 150
 phase s1_320 --stage 1 --init_from "$LOG/s1_160/model_final.npz" --batch_size 2 \
     --base_lr 1e-4 --max_iter 2000 --ckpt_frq 100 --val_frq 200 --val_whole_frq 200
 # Stage 2 (refinement alone, encoder-decoder frozen, alpha loss) and stage 3 (joint, paper's lr).

@@ -1,7 +1,7 @@
 """The README's pictures of the demo: ``--mask`` (mask -> generated trimap -> matte -> composite)
 and, with ``--demo``, the bundled inputs (image | trimap | matte | composite).
 
-    python -m utils.make_mask_figure [--ckpt ckpt/dim_w025.npz] [--out imgs/readme/mask_demo.png]
+    python -m utils.make_mask_figure [--ckpt CKPT (default: the shipped one)] [--out imgs/readme/mask_demo.png]
     python -m utils.make_mask_figure --demo [--out imgs/readme/demo_grid.png]
 
 Runs the demo's own pipeline (``utils.pipeline``, the Chainer backend) on the bundled
@@ -19,6 +19,7 @@ import tempfile
 
 import numpy as np
 
+from options import DEFAULT_CHECKPOINT
 from utils import pipeline
 from utils.backends import load_backend
 from utils.trimap import default_band
@@ -31,7 +32,7 @@ IMGS = os.path.join(ROOT, 'imgs')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m utils.make_mask_figure',
                                      description=__doc__.splitlines()[0])
-    parser.add_argument('--ckpt', default=os.path.join(ROOT, 'ckpt', 'dim_w025.npz'))
+    parser.add_argument('--ckpt', default=DEFAULT_CHECKPOINT)
     parser.add_argument('--out', help='default: imgs/readme/mask_demo.png, or '
                                       'imgs/readme/demo_grid.png with --demo')
     parser.add_argument('--demo', action='store_true', help='the bundled inputs, with trimaps')

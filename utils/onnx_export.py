@@ -246,8 +246,8 @@ def main(argv=None):
 
     from utils.checkpoint import checked_checkpoint, load_model
     from utils.cli import run_reporting_errors
+    from options import DEFAULT_CHECKPOINT as shipped
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    shipped = os.path.join(root, 'ckpt', 'dim_w025.npz')
     parser = argparse.ArgumentParser(
         prog='scripts/export_onnx.sh',
         description='Write a checkpoint as an ONNX model (opset 11) for any height and width '
