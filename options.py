@@ -11,7 +11,7 @@ import os
 from utils.utils import InputError, atomic_write
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CHECKPOINT = os.path.join(ROOT, 'ckpt', 'dim_w025.npz')
+DEFAULT_CHECKPOINT = os.path.join(ROOT, 'ckpt', 'dim_vgg16.npz')
 STAGE_NAMES = {'encoder_decoder': 1, 'refinement': 2, 'joint': 3}
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import demo
 import evaluate
+import options
 import train
 from nnet.cpu import pool as fast_pool
 from nnet.loss import (MattingLoss, alpha_prediction_loss, compositional_loss, masked_mean,
@@ -29,7 +30,7 @@ from utils.utils import read_alpha, read_image, read_trimap
 
 pytestmark = pytest.mark.gpu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = os.path.join(ROOT, 'ckpt', 'dim_w025.npz')  # a trained network: outputs not saturated
+SHIPPED = options.DEFAULT_CHECKPOINT  # a trained network: outputs not saturated
 BUNDLED = [os.path.join(ROOT, 'imgs', f'astronaut_{kind}.png') for kind in ('image', 'trimap')]
 TINY_TRAIN = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96',
               '--batch_size', '2', '--seed', '0']
