@@ -10,6 +10,7 @@ from chainer.training import extension, extensions
 from utils import metrics
 from utils.checkpoint import save_checkpoint
 from utils.pipeline import saved_matte
+from utils.plot_logs import plot_whole_curves
 from utils.utils import (UNKNOWN, atomic_write, chw_to_hwc, read_alpha, read_image, read_trimap,
                          to_uint8, write_png)
 
@@ -206,22 +207,9 @@ class WholeImageValidation(extension.Extension):
         plot_whole_validation(history, os.path.join(trainer.out, 'whole_validation.png'))
 
 
-def plot_whole_validation(history, path, target=0.7):
-    """SAD and Gradient error against iterations, beside closed-form's and ``target`` x it."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    its = [v['iteration'] for v in history['validations']]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key in zip(axes, ('SAD', 'Grad')):
-        ax.plot(its, [v['mean'][key] for v in history['validations']], 'o-', label='DIM')
-        cf = history['closed_form']['mean'][key]
-        ax.axhline(cf, color='gray', ls='--', label=f'closed-form ({cf:.2f})')
-        ax.axhline(target * cf, color='green', ls=':', label=f'{target} x closed-form')
-        ax.set_xlabel('iteration')
-        ax.set_title(f'{key} of the held-back photographs, whole (mean)')
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=90))
-    plt.close(fig)
+def plot_whole_validation(history, path):
+    """SAD and Gradient error against iterations, beside closed-form's (``utils.plot_logs``)."""
+    validations = history['validations']
+    curve = ('DIM', [v['iteration'] for v in validations],
+             [v['mean']['SAD'] for v in validations], [v['mean']['Grad'] for v in validations])
+    plot_whole_curves([curve], history['closed_form']['mean'], path)

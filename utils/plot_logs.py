@@ -48,16 +48,22 @@ def read_whole_validation(run):
     return its, sad, grad, closed_form
 
 
-def plot_whole(runs, labels, out, target=0.7):
+def plot_whole_curves(curves, closed_form, out, target=0.7):
+    """Draw whole-photograph validation curves beside closed-form's scores and ``target`` x them.
+
+    Args:
+        curves: (label, iterations, SAD means, Grad means) per run.
+        closed_form: closed-form matting's mean scores, {'SAD': .., 'Grad': ..}.
+        out: PNG file to write (atomically).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    curves = [read_whole_validation(run) for run in runs]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, col in zip(axes, ('SAD', 'Grad'), (1, 2)):
-        for curve, label in zip(curves, labels):
-            ax.plot(curve[0], curve[col], 'o-', ms=3, label=label)
-        cf = curves[0][3][key]
+    for ax, key, col in zip(axes, ('SAD', 'Grad'), (2, 3)):
+        for curve in curves:
+            ax.plot(curve[1], curve[col], 'o-', ms=3, label=curve[0])
+        cf = closed_form[key]
         ax.axhline(cf, color='gray', ls='--', label=f'closed-form ({cf:.2f})')
         ax.axhline(target * cf, color='green', ls=':', label=f'{target} x closed-form')
         ax.set_xlabel('iteration')
@@ -69,6 +75,12 @@ def plot_whole(runs, labels, out, target=0.7):
         atomic_write(out, lambda tmp: fig.savefig(tmp, format='png', dpi=90))
     finally:
         plt.close(fig)
+
+
+def plot_whole(runs, labels, out):
+    """The whole-photograph validation curves of ``runs`` (see the module docstring) into ``out``."""
+    read = [read_whole_validation(run) for run in runs]
+    plot_whole_curves([(label,) + r[:3] for label, r in zip(labels, read)], read[0][3], out)
 
 
 def plot(log_roots, out):
