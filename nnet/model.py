@@ -122,9 +122,8 @@ class EncoderDecoder(chainer.Chain):
         Effects:
             13 conv layers copied; conv1_1's BGR filters go to the RGB channels (reordered,
             times 255 / input_scale for our [0, 1] input units) and its trimap channel gets
-            zeros. conv6 (3x3,
-            512) takes fc6's first 512 output units and the central 3x3 taps of its 7x7 kernel;
-            fc6 is skipped when absent or of another shape.
+            zeros. conv6 (3x3, 512) takes fc6's first 512 output units and the central 3x3
+            taps of its 7x7 kernel; fc6 is skipped when absent or of another shape.
         Returns:
             list of the layer names that were copied.
         """
@@ -134,8 +133,8 @@ class EncoderDecoder(chainer.Chain):
                 W, b = (np.asarray(a, np.float32) for a in params[name])
                 link = self[name]
                 if name == 'conv1_1':
-                    W = np.concatenate([W[:, ::-1] * (255.0 / self.input_scale), np.zeros_like(W[:, :1])],
-                                       axis=1)
+                    rgb = W[:, ::-1] * (255.0 / self.input_scale)
+                    W = np.concatenate([rgb, np.zeros_like(W[:, :1])], axis=1)
                 if W.shape != link.W.shape or b.shape != link.b.shape:
                     raise ValueError(f'VGG16 {name}: weight shape {W.shape} does not fit '
                                      f'{link.W.shape} (VGG16 weights need width 1.0)')
