@@ -16,7 +16,7 @@ import chainer.functions as F
 import numpy as np
 from chainer import initializers
 
-from nnet.cpu import Convolution2D, max_pooling_2x2, relu, unpooling_2x2
+from nnet.cpu import Convolution2D, max_pooling_2x2, unpooling_2x2
 
 VGG_MEAN = np.array([123.68, 116.779, 103.939], np.float32) / 255.0  # RGB, ImageNet
 DOWNSAMPLING = 32  # five 2x2 max-poolings
@@ -101,15 +101,15 @@ class EncoderDecoder(chainer.Chain):
         pooled = []  # (indices, size before pooling) per stage, for unpooling
         for stage in ENCODER_STAGES:
             for name, _ in stage:
-                h = relu(self[name](h), inplace=True)  # = F.relu, in the conv output's memory
+                h = self[name](h, relu=True)  # = F.relu(conv(h)), fused on oneDNN
             size = h.shape[2:]
             h, indices = max_pooling_2x2(h)  # = F.max_pooling_2d(h, 2, 2, return_indices)
             pooled.append((indices, size))
-        h = relu(self.conv6(h), inplace=True)
-        h = relu(self.deconv6(h), inplace=True)
+        h = self.conv6(h, relu=True)
+        h = self.deconv6(h, relu=True)
         for (name, _, _), (indices, size) in zip(DECODER[1:], reversed(pooled)):
             h = unpooling_2x2(h, indices, size)  # = F.upsampling_2d(h, indices, 2, 2, outsize)
-            h = relu(self[name](h), inplace=True)
+            h = self[name](h, relu=True)
         return F.sigmoid(self.pred(h))
 
     def load_vgg16(self, params):
@@ -172,9 +172,9 @@ class RefinementNet(chainer.Chain):
 
     def forward(self, image_input, alpha):
         h = F.concat([image_input, alpha], axis=1)
-        h = F.relu(self.refine1(h))
-        h = F.relu(self.refine2(h))
-        h = F.relu(self.refine3(h))
+        h = self.refine1(h, relu=True)
+        h = self.refine2(h, relu=True)
+        h = self.refine3(h, relu=True)
         return F.clip(alpha + self.refine_pred(h), 0.0, 1.0)
 
 

@@ -6,7 +6,7 @@
 # Usage: bash scripts/train_shipped_model.sh [LOG_DIR]   (default logs/vgg16)
 # PRECISION=fp32 for float32 convolutions (default bf16: about 1.6x faster on a CPU with AVX-512
 # BF16, see README "CPU speed and memory"). On a machine without LOG_DIR's snapshots,
-# S1_INIT=ckpt/dim_vgg16_training.npz S1_INIT_ITER=N starts stage 1 from that committed
+# S1_INIT=ckpt/dim_vgg16.npz S1_INIT_ITER=N starts stage 1 from that committed
 # checkpoint (taken at stage-1 iteration N; README says which) instead of the VGG16 weights, and
 # trains the iterations stage 1 has left (Adam's moments start afresh).
 set -euo pipefail

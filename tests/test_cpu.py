@@ -148,6 +148,47 @@ def test_gradient_check(case):
                                                  rtol=1e-3)
 
 
+@needs_onednn
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('case', [CASES[1], CASES[2], layer_case(64, 64, 3, 16)])
+def test_fused_relu_equals_relu_of_convolution(case, precision):
+    """``relu=True`` (oneDNN's ReLU post-op) gives F.relu of the same convolution: output and
+    all gradients equal (the same primitive computes both), and about half the outputs are 0."""
+    x, W, b, stride, pad = make(case, seed=3)
+    gy = gy_for(x, W, b, stride, pad)
+    results = []
+    for fused in (True, False):
+        vs = [chainer.Variable(a.copy()) for a in (x, W, b)]
+        with cpu.precision(precision):
+            if fused:
+                y = convolution_2d(*vs, stride=stride, pad=pad, relu=True)
+                assert isinstance(y.creator, conv.Convolution2DFunction) and y.creator.relu
+            else:
+                y = F.relu(convolution_2d(*vs, stride=stride, pad=pad))
+            y.grad = gy
+            y.backward()
+        results.append([y.array] + [v.grad for v in vs])
+    assert 0.2 < (results[0][0] == 0).mean() < 0.8
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@needs_onednn
+def test_fused_relu_gradient_check():
+    """Numerical first and second order gradients through the fused ReLU (float32)."""
+    x, W, b, stride, pad = make((1, 3, 5, 5, 2, 3, 1, 1, True), seed=3)
+    rng = np.random.RandomState(6)
+    fn = lambda *a: convolution_2d(*a, stride=stride, pad=pad, relu=True)  # noqa: E731
+    y = fn(x, W, b).array
+    pre = F.convolution_2d(x, W, b, pad=pad).array
+    assert np.abs(pre).min() > 0.1 and 0.3 < (pre > 0).mean() < 0.7  # no kink within eps
+    gy = rng.randn(*y.shape).astype(np.float32)
+    chainer.gradient_check.check_backward(fn, (x, W, b), gy, eps=1e-2, atol=1e-3, rtol=1e-3)
+    ggs = tuple(rng.randn(*a.shape).astype(np.float32) for a in (x, W, b))
+    chainer.gradient_check.check_double_backward(fn, (x, W, b), gy, ggs, eps=1e-2, atol=1e-3,
+                                                 rtol=1e-3)
+
+
 def test_other_inputs_use_stock_chainer():
     x, W, b, stride, pad = make(CASES[1], np.float64)
     y = convolution_2d(x, W, b, pad=1)
@@ -178,6 +219,7 @@ def test_pooling_matches_chainer(monkeypatch):
     yr, idxr = F.max_pooling_2d(xr, 2, stride=2, return_indices=True)
     if cpu.backend() == 'onednn':
         assert isinstance(y.creator, pool.MaxPooling2x2)
+        assert y.array.strides[1] == 4 and idx.strides[1] == 1  # channels-last
     np.testing.assert_array_equal(y.array, yr.array)
     np.testing.assert_array_equal(idx, idxr)
     u = pool.unpooling_2x2(y * 3.0, idx, (8, 10))
@@ -188,13 +230,39 @@ def test_pooling_matches_chainer(monkeypatch):
     u.backward()
     ur.backward()
     np.testing.assert_array_equal(xv.grad, xr.grad)
-    idx64 = np.tile(np.array([[0, 1], [2, 3]], np.int8), (1, 2, 1, 1))
-    chainer.gradient_check.check_backward(lambda a: pool.max_pooling_2x2(a)[0],
-                                          rng.randn(1, 2, 4, 6), rng.randn(1, 2, 2, 3),
-                                          dtype=np.float64)
+
+
+@needs_onednn
+def test_pooling_gradient_check():
+    """Numerical gradients of our pooling and (second order) unpooling, in float32: distinct
+    values 0.1 apart, so that no window's maximum changes within eps."""
+    rng = np.random.RandomState(1)
+    x = (rng.permutation(48).reshape(1, 2, 4, 6) * 0.1).astype(np.float32)
+    y, idx = pool.max_pooling_2x2(x)
+    assert isinstance(y.creator, pool.MaxPooling2x2) and idx.dtype == np.uint8
+    chainer.gradient_check.check_backward(lambda a: pool.max_pooling_2x2(a)[0], x,
+                                          rng.randn(1, 2, 2, 3).astype(np.float32), eps=1e-2,
+                                          atol=1e-3, rtol=1e-3)
+    a = rng.randn(1, 2, 2, 3).astype(np.float32)
+    assert isinstance(pool.unpooling_2x2(a, idx, (4, 6)).creator, pool.Unpooling2x2)
     chainer.gradient_check.check_double_backward(
-        lambda a: pool.unpooling_2x2(a, idx64, (4, 4)) ** 2, rng.randn(1, 2, 2, 2),
-        rng.randn(1, 2, 4, 4), rng.randn(1, 2, 2, 2), dtype=np.float64)
+        lambda v: pool.unpooling_2x2(v, idx, (4, 6)) ** 2, a,
+        rng.randn(1, 2, 4, 6).astype(np.float32), rng.randn(1, 2, 2, 3).astype(np.float32),
+        eps=1e-2, atol=1e-3, rtol=1e-3)
+
+
+def test_pooling_of_other_inputs_is_stock():
+    """float64, odd sizes and indices that are not ours go to Chainer's own functions."""
+    x = np.random.RandomState(2).randn(1, 3, 4, 6)
+    y, idx = pool.max_pooling_2x2(x)
+    assert not isinstance(y.creator, pool.MaxPooling2x2)
+    y, idx = pool.max_pooling_2x2(x[:, :, :3].astype(np.float32))
+    assert not isinstance(y.creator, pool.MaxPooling2x2)
+    y, idx = F.max_pooling_2d(x.astype(np.float32), 2, stride=2, return_indices=True)
+    u = pool.unpooling_2x2(y, idx, (4, 6))
+    assert not isinstance(u.creator, pool.Unpooling2x2)
+    np.testing.assert_array_equal(
+        u.array, F.upsampling_2d(y, idx, ksize=2, stride=2, outsize=(4, 6)).array)
 
 
 @pytest.mark.parametrize('inplace', [False, True])

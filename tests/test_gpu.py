@@ -225,7 +225,7 @@ def test_diverging_training_on_the_gpu_stops_before_a_snapshot(gpu, composition_
                        '--val_frq', '50', '--base_lr', '1e30'] + TINY_TRAIN)
     err = capsys.readouterr().err
     assert code == 1
-    assert 'loss became nan' in err.lower() or 'loss became inf' in err.lower(), err
+    assert 'parameters became nan' in err.lower() or 'parameters became inf' in err.lower(), err
     failed_at = int(err.split('at iteration ')[1].split(';')[0])
     snapshots = [int(p.name.split('_')[-1]) for p in log_root.glob('snapshot_iter_*')]
     assert not snapshots or max(snapshots) < failed_at  # none written after the bad loss

@@ -16,13 +16,15 @@ from utils.utils import (UNKNOWN, atomic_write, chw_to_hwc, read_alpha, read_ima
 
 
 class TrainingDiverged(Exception):
-    """The loss became NaN or Inf."""
+    """The loss or a parameter became NaN or Inf."""
 
 
 class DivergenceGuard(extension.Extension):
-    """Stops training when ``main/loss`` is NaN or Inf, before any snapshot of that iteration.
+    """Stops training when ``main/loss`` or a parameter of the main optimizer's target is NaN or
+    Inf, before any snapshot of that iteration.
 
-    Runs first among the extensions of an iteration, so the last snapshot on disk is the last
+    The parameters are checked as well because a network can hide a NaN weight from its loss: a
+    ReLU fused into a oneDNN convolution turns NaN into 0, where ``F.relu`` keeps it. Runs first among the extensions of an iteration, so the last snapshot on disk is the last
     good one. A NumPy loss is checked every iteration. A CuPy loss is only folded into a flag
     on the GPU (no copy to the host, so the loop never waits for the GPU), and that flag is read
     on the iterations where ``read_trigger`` fires: give it every iteration that writes a
@@ -33,7 +35,7 @@ class DivergenceGuard(extension.Extension):
 
     def __init__(self, read_trigger=None):
         self.read_trigger = read_trigger
-        self._first_bad = None  # on the GPU: (iteration, loss) of the first non-finite loss
+        self._first_bad = None  # on the GPU: (iteration, health) of the first non-finite one
 
     def __call__(self, trainer):
         loss = trainer.observation.get('main/loss')
@@ -42,25 +44,29 @@ class DivergenceGuard(extension.Extension):
         loss = getattr(loss, 'array', loss)
         iteration = trainer.updater.iteration
         xp = chainer.backend.get_array_module(loss)
+        params = trainer.updater.get_optimizer('main').target.params()
+        # the loss, made NaN by any non-finite parameter (0 * inf is NaN; a finite sum of
+        # parameters overflows only for weights near 1e30, which have diverged anyway)
+        health = loss + 0 * sum(p.array.sum() for p in params if p.array is not None)
         if xp is np:
-            if not math.isfinite(float(loss)):
-                self._stop(trainer, float(loss), iteration)
+            if not math.isfinite(float(health)):
+                self._stop(trainer, float(health), iteration)
             return
         if self._first_bad is None:
             self._first_bad = (xp.full((), -1, np.int64), xp.zeros((), loss.dtype))
         at, value = self._first_bad
-        bad = ~xp.isfinite(loss) & (at < 0)
-        self._first_bad = (xp.where(bad, iteration, at), xp.where(bad, loss, value))
+        bad = ~xp.isfinite(health) & (at < 0)
+        self._first_bad = (xp.where(bad, iteration, at), xp.where(bad, health, value))
         if self.read_trigger is None or self.read_trigger(trainer):
             at, value = (chainer.backend.CpuDevice().send(a) for a in self._first_bad)
             if int(at) >= 0:
                 self._stop(trainer, float(value), int(at))
 
     @staticmethod
-    def _stop(trainer, loss, iteration):
+    def _stop(trainer, health, iteration):
         raise TrainingDiverged(
-            f'loss became {loss} at iteration {iteration}; the last good snapshot in '
-            f'{trainer.out} is kept (try a lower --base_lr)')
+            f'loss or parameters became {health} at iteration {iteration}; the last good '
+            f'snapshot in {trainer.out} is kept (try a lower --base_lr)')
 
 
 def image_grid(rows):

@@ -1,5 +1,6 @@
-"""The CPU backend of the model's layers: oneDNN convolutions (float32 or bfloat16 operands),
-NumPy pooling and ReLU, and one fallback, stock Chainer functions, where oneDNN cannot load.
+"""The CPU backend of the model's layers: oneDNN convolutions (float32 or bfloat16 operands, ReLU
+fused), oneDNN max-pooling and unpooling, and one fallback, stock Chainer functions, where
+oneDNN cannot load.
 
 The model (nnet/model.py) imports its layers from here and nothing here imports the model.
 NumPy arrays only: CuPy arrays always go to Chainer's own functions (cuDNN). See

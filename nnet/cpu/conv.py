@@ -20,7 +20,10 @@ for every higher-order gradient), each one oneDNN primitive:
   rows are converted at a time.
 * outputs and converted copies of 8 MB and more come from ``nnet.cpu.memory.empty``
   (recycled buffers).
-* primitives, reorders included, are cached by shape, layout and precision.
+* ``relu=True`` fuses the ReLU that follows the convolution into it (oneDNN's ReLU post-op;
+  its backward masks the output gradient with the output). The post-op maps NaN to 0, where
+  ``F.relu`` keeps NaN.
+* primitives, reorders included, are cached by shape, layout, precision and fusion.
 
 Anything else (CuPy, float64, the fallback backend) is ``F.convolution_2d``. On the fallback,
 inference (no backprop) on NumPy arrays runs it on bands of output rows, so that its im2col
@@ -33,7 +36,7 @@ import chainer.links as L
 import numpy as np
 from chainer import function_node
 
-from nnet.cpu import config, dnnl, memory
+from nnet.cpu import config, dnnl, memory, pool
 
 FALLBACK_COL_BYTES = 256 << 20
 # Inference on one image whose input must be converted (bf16, or not channels-last): above this
@@ -102,7 +105,8 @@ def _from(buf, prim, arg, like, key):
 # ---------------------------------------------------------------------------------------------
 # Primitives
 # ---------------------------------------------------------------------------------------------
-def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=None):
+def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=None,
+                relu=False):
     lib = dnnl.library()
     (n, c, h, w), (co, _, kh, kw) = x_shape, w_shape
     (ho, wo), geometric_pad_r = _geometry((h, w), (kh, kw), stride, pad)
@@ -120,16 +124,17 @@ def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=
         dnnl.ctypes.byref(pd), lib.engine,
         dnnl.FORWARD_TRAINING if training else dnnl.FORWARD_INFERENCE, dnnl.CONVOLUTION_DIRECT,
         src.handle, wts.handle, b.handle if b else None, dst.handle, _dims(stride), _dims((0, 0)),
-        _dims(pad), _dims(pad_r), lib.attr), 'convolution forward')
+        _dims(pad), _dims(pad_r), lib.attr_relu if relu else lib.attr), 'convolution forward')
     return pd, (src, wts, b, dst)
 
 
 def forward_primitive(x_shape, w_shape, bias, stride, pad, precision, training=False,
-                      pad_r=None):
-    key = ('fwd', x_shape, w_shape, bias, stride, pad, precision, training, pad_r)
+                      pad_r=None, relu=False):
+    key = ('fwd', x_shape, w_shape, bias, stride, pad, precision, training, pad_r, relu)
 
     def make():
-        pd, keep = _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r)
+        pd, keep = _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r,
+                               relu)
         args = {dnnl.ARG_SRC: dnnl.QUERY_SRC_MD, dnnl.ARG_WEIGHTS: dnnl.QUERY_WEIGHTS_MD,
                 dnnl.ARG_DST: dnnl.QUERY_DST_MD}
         if bias:
@@ -200,16 +205,17 @@ def _needs_copy(x, precision):
                                        and x.strides[3] == x.itemsize * x.shape[1])
 
 
-def conv_forward(x, W, b, stride, pad, precision, training=False):
-    """y (N, Cout, Ho, Wo) float32, channels-last; and x as the primitive read it (for gW)."""
+def conv_forward(x, W, b, stride, pad, precision, training=False, relu=False):
+    """y (N, Cout, Ho, Wo) float32, channels-last (max(y, 0) with ``relu``); and x as the
+    primitive read it (for gW)."""
     n, co = x.shape[0], W.shape[0]
     (ho, wo), _ = _geometry(x.shape[2:], W.shape[2:], stride, pad)
     copy_bytes = x.size * (2 if precision == 'bf16' else 4)
     if (not training and n == 1 and stride == (1, 1) and copy_bytes > BAND_BYTES
             and _needs_copy(x, precision) and ho > 1):
-        return _forward_in_bands(x, W, b, pad, precision), None
+        return _forward_in_bands(x, W, b, pad, precision, relu), None
     key, prim = forward_primitive(x.shape, W.shape, b is not None, stride, pad, precision,
-                                  training)
+                                  training, relu=relu)
     y = nhwc_empty(n, co, ho, wo)
     src = _to(x, prim, dnnl.ARG_SRC, key)
     bufs = {dnnl.ARG_SRC: src, dnnl.ARG_WEIGHTS: _to(W, prim, dnnl.ARG_WEIGHTS, key),
@@ -220,7 +226,7 @@ def conv_forward(x, W, b, stride, pad, precision, training=False):
     return y, src
 
 
-def _forward_in_bands(x, W, b, pad, precision):
+def _forward_in_bands(x, W, b, pad, precision, relu):
     """Inference, one image: the stride-1 convolution by bands of output rows, each band's
     input rows converted into a buffer of about BAND_BYTES (not the whole input at once)."""
     _, c, h, w = x.shape
@@ -236,7 +242,8 @@ def _forward_in_bands(x, W, b, pad, precision):
         a, z = max(lo, 0), min(hi, h)
         xb = x[:, :, a:z]
         key, prim = forward_primitive(xb.shape, W.shape, b is not None, (1, 1),
-                                      (a - lo, pad[1]), precision, False, (hi - z, pad_right))
+                                      (a - lo, pad[1]), precision, False, (hi - z, pad_right),
+                                      relu)
         if key not in weights:  # (a few band shapes: first, middle, last)
             weights[key] = _to(W, prim, dnnl.ARG_WEIGHTS, key)
         bufs = {dnnl.ARG_SRC: _to(xb, prim, dnnl.ARG_SRC, key), dnnl.ARG_DST: y[:, :, r0:r1],
@@ -275,10 +282,12 @@ def conv_grad_w(x, gy, w_shape, stride, pad, bias, precision, x_low=None, gy_low
 # FunctionNodes
 # ---------------------------------------------------------------------------------------------
 class Convolution2DFunction(function_node.FunctionNode):
-    """y = conv(x, W) (+ b) on oneDNN. Inputs (x, W) or (x, W, b), NumPy float32."""
+    """y = conv(x, W) (+ b) on oneDNN, and max(y, 0) with ``relu`` (the ReLU fused into the
+    primitive: no pass of its own). Inputs (x, W) or (x, W, b), NumPy float32."""
 
-    def __init__(self, stride=1, pad=0, precision='fp32'):
+    def __init__(self, stride=1, pad=0, precision='fp32', relu=False):
         self.stride, self.pad, self.precision = _pair(stride), _pair(pad), precision
+        self.relu = relu
         self.x_low = None
 
     def forward(self, inputs):
@@ -286,14 +295,19 @@ class Convolution2DFunction(function_node.FunctionNode):
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
         training = chainer.config.enable_backprop
-        y, src = conv_forward(x, W, b, self.stride, self.pad, self.precision, training)
+        y, src = conv_forward(x, W, b, self.stride, self.pad, self.precision, training,
+                              self.relu)
         if training and src is not x:
             self.x_low = src  # the converted input, for the weight gradient
+        if self.relu:
+            self.retain_outputs((0,))
         return y,
 
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
         gy, = grad_outputs
+        if self.relu:  # through the ReLU first: gy where y > 0
+            gy, = pool.ReLUGrad(self.get_retained_outputs()[0].array).apply((gy,))
         ret = []
         gy_low = None
         if self.precision == 'bf16' and 0 in indexes and (1 in indexes or 2 in indexes):
@@ -410,28 +424,32 @@ def _stock_in_bands(x, W, b, pad):
     return chainer.Variable(y, requires_grad=False)
 
 
-def convolution_2d(x, W, b=None, stride=1, pad=0):
-    """Same contract as ``chainer.functions.convolution_2d`` (NCHW) for these arguments."""
+def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
+    """Same contract as ``chainer.functions.convolution_2d`` (NCHW) for these arguments;
+    with ``relu``, ``F.relu`` of it (fused into the convolution on oneDNN)."""
     inputs = (x, W) if b is None else (x, W, b)
     arrays = [chainer.as_array(v) if isinstance(v, chainer.Variable) else v for v in inputs]
     stride, pad = _pair(stride), _pair(pad)
     if _onednn_ok(arrays, stride, pad, arrays[1].shape):
-        return Convolution2DFunction(stride, pad, config.get_precision()).apply(inputs)[0]
+        return Convolution2DFunction(stride, pad, config.get_precision(), relu).apply(inputs)[0]
+    y = None
     if (not chainer.config.enable_backprop and stride == (1, 1) and min(pad) >= 0
             and all(type(a) is np.ndarray for a in arrays) and arrays[0].ndim == 4):
         y = _stock_in_bands(*arrays[:2], arrays[2] if b is not None else None, pad)
-        if y is not None:
-            return y
-    return F.convolution_2d(x, W, b, stride=stride, pad=pad)
+    if y is None:
+        y = F.convolution_2d(x, W, b, stride=stride, pad=pad)
+    return pool.relu(y, inplace=True) if relu else y
 
 
 class Convolution2D(L.Convolution2D):
-    """``L.Convolution2D`` whose forward goes through ``convolution_2d`` above."""
+    """``L.Convolution2D`` whose forward goes through ``convolution_2d`` above;
+    ``link(x, relu=True)`` is ``F.relu(link(x))``."""
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         if self.dilate != (1, 1) or self.groups != 1:
-            return F.convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad,
-                                    dilate=self.dilate, groups=self.groups)
-        return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad)
+            y = F.convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad,
+                                 dilate=self.dilate, groups=self.groups)
+            return F.relu(y) if relu else y
+        return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad, relu=relu)

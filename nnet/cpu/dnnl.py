@@ -22,15 +22,14 @@ from nnet.cpu import memory
 # dnnl_status_t
 SUCCESS = 0
 # dnnl_data_type_t
-F32, BF16 = 3, 2
+F32, BF16, U8 = 3, 2, 6
 # dnnl_format_tag_t
 TAG_ANY, TAG_A, TAG_ABCD, TAG_ACDB = 1, 2, 5, 22
 # dnnl_prop_kind_t
 FORWARD_TRAINING, FORWARD_INFERENCE, BACKWARD_DATA, BACKWARD_WEIGHTS = 64, 96, 160, 192
-BACKWARD = 128
 # dnnl_alg_kind_t
 CONVOLUTION_DIRECT = 1
-ELTWISE_RELU, ELTWISE_RELU_USE_DST_FOR_BWD = 32, 256
+ELTWISE_RELU = 32
 POOLING_MAX = 511
 # dnnl_engine_kind_t, dnnl_stream_flags_t
 ENGINE_CPU, STREAM_DEFAULT_FLAGS = 1, 1
@@ -82,6 +81,11 @@ _SIGNATURES = {
     'dnnl_primitive_attr_create': (ctypes.c_int, [ctypes.POINTER(_VP)]),
     'dnnl_primitive_attr_destroy': (ctypes.c_int, [_VP]),
     'dnnl_primitive_attr_set_scratchpad_mode': (ctypes.c_int, [_VP, ctypes.c_int]),
+    'dnnl_primitive_attr_set_post_ops': (ctypes.c_int, [_VP, _VP]),
+    'dnnl_post_ops_create': (ctypes.c_int, [ctypes.POINTER(_VP)]),
+    'dnnl_post_ops_append_eltwise': (ctypes.c_int, [_VP, ctypes.c_int, ctypes.c_float,
+                                                    ctypes.c_float]),
+    'dnnl_post_ops_destroy': (ctypes.c_int, [_VP]),
     'dnnl_primitive_desc_query_md': (_VP, [_VP, ctypes.c_int, ctypes.c_int]),
     'dnnl_primitive_desc_query': (ctypes.c_int, [_VP, ctypes.c_int, ctypes.c_int, _VP]),
     'dnnl_primitive_desc_destroy': (ctypes.c_int, [_VP]),
@@ -99,12 +103,12 @@ _SIGNATURES = {
     'dnnl_convolution_backward_weights_primitive_desc_create': (
         ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, _VP, _VP, _VP, _VP, Dims, Dims,
                        Dims, Dims, _VP, _VP]),
-    'dnnl_eltwise_forward_primitive_desc_create': (
-        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, ctypes.c_int, _VP, _VP,
-                       ctypes.c_float, ctypes.c_float, _VP]),
-    'dnnl_eltwise_backward_primitive_desc_create': (
-        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, _VP, _VP, _VP, ctypes.c_float,
-                       ctypes.c_float, _VP, _VP]),
+    'dnnl_pooling_forward_primitive_desc_create': (
+        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, ctypes.c_int, _VP, _VP, Dims, Dims,
+                       Dims, Dims, Dims, _VP]),
+    'dnnl_pooling_backward_primitive_desc_create': (
+        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, _VP, _VP, Dims, Dims, Dims, Dims,
+                       Dims, _VP, _VP]),
 }
 
 
@@ -147,11 +151,21 @@ class Library:
         check(self.engine_create(ctypes.byref(self.engine), ENGINE_CPU, 0), 'engine_create')
         check(self.stream_create(ctypes.byref(self.stream), self.engine, STREAM_DEFAULT_FLAGS),
               'stream_create')
-        # primitives use a scratchpad we pass (a NumPy buffer reused between calls)
-        self.attr = _VP()
-        check(self.primitive_attr_create(ctypes.byref(self.attr)), 'primitive_attr_create')
-        check(self.primitive_attr_set_scratchpad_mode(self.attr, SCRATCHPAD_USER),
+        # primitives use a scratchpad we pass (a NumPy buffer reused between calls);
+        # attr_relu also applies max(., 0) to the output (a fused ReLU post-op)
+        self.attr, self.attr_relu = self._attr(), self._attr()
+        post_ops = _VP()
+        check(self.post_ops_create(ctypes.byref(post_ops)), 'post_ops_create')
+        check(self.post_ops_append_eltwise(post_ops, ELTWISE_RELU, 0.0, 0.0), 'post_ops')
+        check(self.primitive_attr_set_post_ops(self.attr_relu, post_ops), 'set_post_ops')
+        self.post_ops_destroy(post_ops)  # (the attribute keeps its own copy)
+
+    def _attr(self):
+        attr = _VP()
+        check(self.primitive_attr_create(ctypes.byref(attr)), 'primitive_attr_create')
+        check(self.primitive_attr_set_scratchpad_mode(attr, SCRATCHPAD_USER),
               'set_scratchpad_mode')
+        return attr
 
 
 def check(status, what):
@@ -187,7 +201,8 @@ def load_error():
 # ---------------------------------------------------------------------------------------------
 # Memory descriptors, memories, primitives
 # ---------------------------------------------------------------------------------------------
-DTYPES = {np.dtype(np.float32): F32, np.dtype(np.uint16): BF16}  # bf16 lives in uint16 arrays
+DTYPES = {np.dtype(np.float32): F32, np.dtype(np.uint16): BF16,  # bf16 lives in uint16 arrays
+          np.dtype(np.uint8): U8}
 
 
 class MemoryDesc:

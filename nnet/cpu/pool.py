@@ -2,17 +2,21 @@
 
 ``max_pooling_2x2(x)`` is ``F.max_pooling_2d(x, 2, stride=2, return_indices=True)``,
 ``unpooling_2x2(x, indexes, outsize)`` is ``F.upsampling_2d(x, indexes, ksize=2, stride=2,
-outsize=outsize)`` and ``relu(x)`` is ``F.relu(x)``: the same values and the same gradients. For
-NumPy arrays (pooling: even H and W) they run as the ``FunctionNode``s below: a few whole-array
-NumPy passes over the four strided views of each 2x2 window instead of Chainer's im2col/col2im,
-int8 window indices (0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right; the first
-maximum in that order, as ``argmax`` picks it), outputs in the input's memory layout
-(channels-last stays channels-last), and the work split by rows over a few Python threads
-(NumPy releases the GIL; ReLU's backward too). ``relu(x, inplace=True)`` writes into
-x's memory: for an x that nothing else uses (a convolution's output), one full-size array less.
+outsize=outsize)`` and ``relu(x)`` is ``F.relu(x)``: the same values and the same gradients.
 
-Anything else (CuPy, odd sizes) goes to the stock functions, and so does everything on the
-fallback backend or under ``nnet.cpu.stock_path()``.
+* Pooling and unpooling of float32 NumPy arrays (pooling: even H and W) are oneDNN's max-pooling
+  forward and backward primitives, channels-last. The indices are oneDNN's workspace: uint8,
+  the window position of the first maximum (0 = top-left, 1 = top-right, 2 = bottom-left,
+  3 = bottom-right, the order in which Chainer's indices count), so the unpooling is the
+  pooling's backward primitive. Unpooling's own backward (a gather, which oneDNN has no
+  primitive for) is a few whole-array NumPy passes over the four strided views of each 2x2
+  window, split by rows over a few Python threads (NumPy releases the GIL).
+* ReLU (the model's ReLUs are fused into its convolutions, ``nnet.cpu.conv``; this one serves
+  the rest) and ReLU's backward run the same way in NumPy. ``relu(x, inplace=True)`` writes
+  into x's memory: for an x that nothing else uses, one full-size array less.
+
+Anything else (CuPy, other dtypes, odd sizes, indices from elsewhere) goes to the stock
+functions, and so does everything on the fallback backend or under ``nnet.cpu.stock_path()``.
 """
 import concurrent.futures
 import os
@@ -23,7 +27,7 @@ import chainer.functions as F
 import numpy as np
 from chainer import function_node
 
-from nnet.cpu import config, memory
+from nnet.cpu import config, dnnl, memory
 
 THREADS = None  # threads for the row chunks (None: the usable cores)
 THREAD_CHUNK = 1 << 16  # elements below which the work is not split
@@ -71,50 +75,56 @@ def _empty(shape, like, dtype=None):
     return memory.empty(shape, dtype)
 
 
-def _pool(x):
-    """(max over each 2x2 window, int8 index of its first maximum)."""
-    n, c, h, w = x.shape
-    y = _empty((n, c, h // 2, w // 2), x)
-    indexes = _empty((n, c, h // 2, w // 2), x, np.int8)
-
-    def rows(r0, r1):
-        a, b, cc, d = _corners(x[:, :, 2 * r0:2 * r1])
-        top = np.maximum(a, b)
-        bottom = np.maximum(cc, d)
-        i_top = (b > a).view(np.int8)  # 0 or 1: ties keep the first
-        i_bottom = (d > cc).view(np.int8)
-        i_bottom += 2
-        np.maximum(top, bottom, out=y[:, :, r0:r1])
-        indexes[:, :, r0:r1] = np.where(bottom > top, i_bottom, i_top)
-
-    _by_rows(h // 2, x.size, rows)
-    return y, indexes
+def _nhwc_empty(shape, dtype=np.float32):
+    """np.empty of an NCHW shape laid out channels-last (``nnet.cpu.memory.empty``)."""
+    n, c, h, w = shape
+    return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
 
 
-def _scatter(x, indexes):
-    """(N, C, 2h, 2w) zeros with x[n, c, i, j] at window (i, j)'s position indexes[n, c, i, j].
-
-    Written as bit masks (value AND all-ones / all-zeros) so that every value, NaN, inf and -0.0
-    included, lands unchanged and the other positions are +0.0, exactly like F.upsampling_2d.
-    """
-    n, c, h, w = x.shape
-    out = _empty((n, c, 2 * h, 2 * w), x)
-    ints = {4: np.int32, 8: np.int64}.get(x.itemsize)
-
-    def rows(r0, r1):
-        xs, idx, o = x[:, :, r0:r1], indexes[:, :, r0:r1], out[:, :, 2 * r0:2 * r1]
-        if ints is None:
-            o[...] = 0
-            for k, view in enumerate(_corners(o)):
-                np.copyto(view, xs, where=(idx == k))
-            return
-        for k, view in enumerate(_corners(o.view(ints))):
-            mask = (idx == k).view(np.int8)
-            np.negative(mask, out=mask)  # 0 or -1 (all bits set once widened)
-            np.bitwise_and(xs.view(ints), mask, out=view)
-
-    _by_rows(h, out.size, rows)
+def _channels_last(a):
+    """a itself when it lies channels-last (NHWC), else a channels-last copy."""
+    want = dnnl.MemoryDesc.tagged(a.shape, dnnl.DTYPES[a.dtype], dnnl.TAG_ACDB)
+    have = dnnl.MemoryDesc.of(a)  # (kept: its handle lives as long as it does)
+    if dnnl.md_equal(have.handle, want.handle):
+        return a
+    out = _nhwc_empty(a.shape, a.dtype)
+    np.copyto(out, a)
     return out
+
+
+def _pooling_primitives(shape):
+    """oneDNN's 2x2/stride-2 max-pooling (forward, backward) for a float32 NCHW ``shape``, all
+    channels-last. Its workspace is our ``indexes``: uint8, the output's layout, the window
+    position 0..3 of the first maximum (row-major, as described at the top). None (and a
+    warning) if a library keeps it otherwise."""
+    def make():
+        lib = dnnl.library()
+        n, c, h, w = shape
+        src = dnnl.MemoryDesc.tagged(shape, dnnl.F32, dnnl.TAG_ACDB)
+        dst = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dnnl.F32, dnnl.TAG_ACDB)
+        two, zero = dnnl.Dims(2, 2), dnnl.Dims(0, 0)
+        fwd_pd, bwd_pd = dnnl._VP(), dnnl._VP()
+        dnnl.check(lib.pooling_forward_primitive_desc_create(
+            dnnl.ctypes.byref(fwd_pd), lib.engine, dnnl.FORWARD_TRAINING, dnnl.POOLING_MAX,
+            src.handle, dst.handle, two, two, zero, zero, zero, lib.attr), 'pooling forward')
+        forward = dnnl.Primitive(fwd_pd, {dnnl.ARG_SRC: dnnl.QUERY_SRC_MD,
+                                          dnnl.ARG_DST: dnnl.QUERY_DST_MD,
+                                          dnnl.ARG_WORKSPACE: dnnl.QUERY_WORKSPACE_MD},
+                                 (src, dst))
+        dnnl.check(lib.pooling_backward_primitive_desc_create(
+            dnnl.ctypes.byref(bwd_pd), lib.engine, dnnl.POOLING_MAX, src.handle, dst.handle,
+            two, two, zero, zero, zero, fwd_pd, lib.attr), 'pooling backward')
+        backward = dnnl.Primitive(bwd_pd, {dnnl.ARG_DIFF_SRC: dnnl.QUERY_DIFF_SRC_MD,
+                                           dnnl.ARG_DIFF_DST: dnnl.QUERY_DIFF_DST_MD,
+                                           dnnl.ARG_WORKSPACE: dnnl.QUERY_WORKSPACE_MD},
+                                  (src, dst))
+        workspace = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dnnl.U8, dnnl.TAG_ACDB)
+        if not dnnl.md_equal(forward.md(dnnl.ARG_WORKSPACE), workspace.handle):
+            config.warn_once('pool-workspace', f'oneDNN at {lib.path} keeps max-pooling indices '
+                                               'in another layout; pooling uses stock Chainer')
+            return False
+        return forward, backward
+    return dnnl.cached(('maxpool2x2', tuple(shape)), make) or None
 
 
 def _gather(g, indexes):
@@ -134,13 +144,19 @@ def _gather(g, indexes):
 
 
 class MaxPooling2x2(function_node.FunctionNode):
-    """y = 2x2/stride-2 max-pooling of x (even H, W); ``self.indexes`` after forward."""
+    """y = 2x2/stride-2 max-pooling of float32 x (even H, W; oneDNN), channels-last;
+    ``self.indexes`` (uint8, channels-last) after forward."""
 
     indexes = None
 
     def forward(self, inputs):
         x, = inputs
-        y, self.indexes = _pool(x)
+        n, c, h, w = x.shape
+        y = _nhwc_empty((n, c, h // 2, w // 2))
+        self.indexes = _nhwc_empty(y.shape, np.uint8)
+        forward, _ = _pooling_primitives(x.shape)
+        forward({dnnl.ARG_SRC: _channels_last(x), dnnl.ARG_DST: y,
+                 dnnl.ARG_WORKSPACE: self.indexes})
         return y,
 
     def backward(self, indexes, grad_outputs):
@@ -148,14 +164,20 @@ class MaxPooling2x2(function_node.FunctionNode):
 
 
 class Unpooling2x2(function_node.FunctionNode):
-    """Each value to its window's position ``indexes`` in a zero (N, C, 2H, 2W) array."""
+    """Each float32 value to its window's position ``indexes`` (from ``MaxPooling2x2``) in a
+    zero (N, C, 2H, 2W) channels-last array: oneDNN's max-pooling backward."""
 
     def __init__(self, indexes):
         self.indexes = indexes
 
     def forward(self, inputs):
         x, = inputs
-        return _scatter(x, self.indexes),
+        n, c, h, w = x.shape
+        out = _nhwc_empty((n, c, 2 * h, 2 * w))
+        _, backward = _pooling_primitives(out.shape)
+        backward({dnnl.ARG_DIFF_DST: _channels_last(x), dnnl.ARG_WORKSPACE: self.indexes,
+                  dnnl.ARG_DIFF_SRC: out})
+        return out,
 
     def backward(self, indexes, grad_outputs):
         return Gather2x2(self.indexes).apply(grad_outputs)
@@ -222,6 +244,13 @@ def _numpy_float(a):
             and a.dtype.kind == 'f' and a.ndim == 4 and config.backend() == 'onednn')
 
 
+def _onednn_pooling(a, shape):
+    """Whether oneDNN pools ``a`` (float32 NumPy), of input ``shape`` (even H, W)."""
+    return (_numpy_float(a) and a.dtype == np.float32 and min(a.shape) > 0
+            and shape[2] % 2 == 0 and shape[3] % 2 == 0
+            and _pooling_primitives(tuple(shape)) is not None)
+
+
 def _array(x):
     return chainer.as_array(x) if isinstance(x, chainer.Variable) else x
 
@@ -229,7 +258,7 @@ def _array(x):
 def max_pooling_2x2(x):
     """``F.max_pooling_2d(x, 2, stride=2, return_indices=True)``: (y, indexes)."""
     arr = _array(x)
-    if _numpy_float(arr) and arr.shape[2] % 2 == 0 and arr.shape[3] % 2 == 0:
+    if _onednn_pooling(arr, arr.shape):
         node = MaxPooling2x2()
         y, = node.apply((x,))
         return y, node.indexes
@@ -239,8 +268,10 @@ def max_pooling_2x2(x):
 def unpooling_2x2(x, indexes, outsize):
     """``F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)``."""
     arr = _array(x)
-    if (_numpy_float(arr) and type(indexes) is np.ndarray and indexes.shape == arr.shape
-            and tuple(outsize) == (2 * arr.shape[2], 2 * arr.shape[3])):
+    n, c, h, w = arr.shape
+    if (tuple(outsize) == (2 * h, 2 * w) and _onednn_pooling(arr, (n, c, 2 * h, 2 * w))
+            and type(indexes) is np.ndarray and indexes.dtype == np.uint8
+            and indexes.shape == arr.shape and _channels_last(indexes) is indexes):
         return Unpooling2x2(indexes).apply((x,))[0]
     return F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)
 
