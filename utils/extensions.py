@@ -24,11 +24,12 @@ class DivergenceGuard(extension.Extension):
     Inf, before any snapshot of that iteration.
 
     The parameters are checked as well because a network can hide a NaN weight from its loss: a
-    ReLU fused into a oneDNN convolution turns NaN into 0, where ``F.relu`` keeps it. Runs first among the extensions of an iteration, so the last snapshot on disk is the last
-    good one. A NumPy loss is checked every iteration. A CuPy loss is only folded into a flag
-    on the GPU (no copy to the host, so the loop never waits for the GPU), and that flag is read
-    on the iterations where ``read_trigger`` fires: give it every iteration that writes a
-    snapshot or a log (default: every iteration).
+    ReLU fused into a oneDNN convolution turns NaN into 0, where ``F.relu`` keeps it. Runs first
+    among the extensions of an iteration, so the last snapshot on disk is the last good one. A
+    NumPy loss is checked every iteration. A CuPy loss is only folded into a flag on the GPU (no
+    copy to the host, so the loop never waits for the GPU), and that flag is read on the
+    iterations where ``read_trigger`` fires: give it every iteration that writes a snapshot or a
+    log (default: every iteration).
     """
     trigger = 1, 'iteration'
     priority = extension.PRIORITY_WRITER + 100

@@ -52,11 +52,6 @@ def _dt(precision):
     return dnnl.BF16 if precision == 'bf16' else dnnl.F32
 
 
-def nhwc_empty(n, c, h, w, dtype=np.float32):
-    """An (N, C, H, W) float32 array laid out channels-last (``nnet.cpu.memory.empty``)."""
-    return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
-
-
 def _geometry(in_size, ksize, stride, pad):
     """(output size, right/bottom padding) as Chainer counts them (cover_all=False)."""
     out, pad_r = [], []
@@ -201,8 +196,7 @@ def grad_w_primitive(x_shape, gy_shape, w_shape, bias, stride, pad, precision):
 # The three computations
 # ---------------------------------------------------------------------------------------------
 def _needs_copy(x, precision):
-    return precision != 'fp32' or not (x.strides[1] == x.itemsize
-                                       and x.strides[3] == x.itemsize * x.shape[1])
+    return precision != 'fp32' or not memory.is_channels_last(x)
 
 
 def conv_forward(x, W, b, stride, pad, precision, training=False, relu=False):
@@ -216,7 +210,7 @@ def conv_forward(x, W, b, stride, pad, precision, training=False, relu=False):
         return _forward_in_bands(x, W, b, pad, precision, relu), None
     key, prim = forward_primitive(x.shape, W.shape, b is not None, stride, pad, precision,
                                   training, relu=relu)
-    y = nhwc_empty(n, co, ho, wo)
+    y = memory.nhwc_empty((n, co, ho, wo))
     src = _to(x, prim, dnnl.ARG_SRC, key)
     bufs = {dnnl.ARG_SRC: src, dnnl.ARG_WEIGHTS: _to(W, prim, dnnl.ARG_WEIGHTS, key),
             dnnl.ARG_DST: y}
@@ -232,7 +226,7 @@ def _forward_in_bands(x, W, b, pad, precision, relu):
     _, c, h, w = x.shape
     co, _, kh, kw = W.shape
     (ho, wo), (_, pad_right) = _geometry((h, w), (kh, kw), (1, 1), pad)
-    y = nhwc_empty(1, co, ho, wo)
+    y = memory.nhwc_empty((1, co, ho, wo))
     row_bytes = c * w * (2 if precision == 'bf16' else 4)
     rows = int(max(kh, BAND_BYTES // row_bytes - (kh - 1)))
     weights = {}
@@ -257,7 +251,7 @@ def _forward_in_bands(x, W, b, pad, precision, relu):
 def conv_grad_x(gy, W, stride, pad, in_size, precision, gy_low=None):
     """gx (N, Cin, H, W) float32, channels-last."""
     key, prim = grad_x_primitive(gy.shape, W.shape, tuple(in_size), stride, pad, precision)
-    gx = nhwc_empty(gy.shape[0], W.shape[1], *in_size)
+    gx = memory.nhwc_empty((gy.shape[0], W.shape[1]) + tuple(in_size))
     g = gy_low if gy_low is not None else _to(gy, prim, dnnl.ARG_DIFF_DST, key)
     prim({dnnl.ARG_DIFF_DST: g, dnnl.ARG_WEIGHTS: _to(W, prim, dnnl.ARG_WEIGHTS, key),
           dnnl.ARG_DIFF_SRC: gx})

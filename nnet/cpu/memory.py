@@ -121,3 +121,20 @@ def empty(shape, dtype=np.float32):
     lease = _lease_class(nbytes).from_address(buffer[1])
     lease._buffer = buffer
     return np.frombuffer(lease, dtype).reshape(shape)
+
+
+def nhwc_empty(shape, dtype=np.float32):
+    """``empty`` of an (N, C, H, W) shape, laid out channels-last (NHWC in memory)."""
+    n, c, h, w = shape
+    return empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+
+
+def is_channels_last(a):
+    """Whether the (N, C, H, W) array ``a`` lies in memory as a dense NHWC array (the strides of
+    dimensions of extent 1 do not matter)."""
+    expect = a.itemsize
+    for dim in (1, 3, 2, 0):
+        if a.shape[dim] != 1 and a.strides[dim] != expect:
+            return False
+        expect *= a.shape[dim]
+    return True

@@ -70,24 +70,15 @@ def _empty(shape, like, dtype=None):
     """np.empty of an NCHW shape, in like's memory layout when that is channels-last."""
     dtype = like.dtype if dtype is None else dtype
     if like.strides[1] < like.strides[3] and like.shape[1] > 1:
-        n, c, h, w = shape
-        return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+        return memory.nhwc_empty(shape, dtype)
     return memory.empty(shape, dtype)
-
-
-def _nhwc_empty(shape, dtype=np.float32):
-    """np.empty of an NCHW shape laid out channels-last (``nnet.cpu.memory.empty``)."""
-    n, c, h, w = shape
-    return memory.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
 
 
 def _channels_last(a):
     """a itself when it lies channels-last (NHWC), else a channels-last copy."""
-    want = dnnl.MemoryDesc.tagged(a.shape, dnnl.DTYPES[a.dtype], dnnl.TAG_ACDB)
-    have = dnnl.MemoryDesc.of(a)  # (kept: its handle lives as long as it does)
-    if dnnl.md_equal(have.handle, want.handle):
+    if memory.is_channels_last(a):
         return a
-    out = _nhwc_empty(a.shape, a.dtype)
+    out = memory.nhwc_empty(a.shape, a.dtype)
     np.copyto(out, a)
     return out
 
@@ -152,8 +143,8 @@ class MaxPooling2x2(function_node.FunctionNode):
     def forward(self, inputs):
         x, = inputs
         n, c, h, w = x.shape
-        y = _nhwc_empty((n, c, h // 2, w // 2))
-        self.indexes = _nhwc_empty(y.shape, np.uint8)
+        y = memory.nhwc_empty((n, c, h // 2, w // 2))
+        self.indexes = memory.nhwc_empty(y.shape, np.uint8)
         forward, _ = _pooling_primitives(x.shape)
         forward({dnnl.ARG_SRC: _channels_last(x), dnnl.ARG_DST: y,
                  dnnl.ARG_WORKSPACE: self.indexes})
@@ -173,7 +164,7 @@ class Unpooling2x2(function_node.FunctionNode):
     def forward(self, inputs):
         x, = inputs
         n, c, h, w = x.shape
-        out = _nhwc_empty((n, c, 2 * h, 2 * w))
+        out = memory.nhwc_empty((n, c, 2 * h, 2 * w))
         _, backward = _pooling_primitives(out.shape)
         backward({dnnl.ARG_DIFF_DST: _channels_last(x), dnnl.ARG_WORKSPACE: self.indexes,
                   dnnl.ARG_DIFF_SRC: out})
@@ -271,7 +262,7 @@ def unpooling_2x2(x, indexes, outsize):
     n, c, h, w = arr.shape
     if (tuple(outsize) == (2 * h, 2 * w) and _onednn_pooling(arr, (n, c, 2 * h, 2 * w))
             and type(indexes) is np.ndarray and indexes.dtype == np.uint8
-            and indexes.shape == arr.shape and _channels_last(indexes) is indexes):
+            and indexes.shape == arr.shape and memory.is_channels_last(indexes)):
         return Unpooling2x2(indexes).apply((x,))[0]
     return F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)
 
