@@ -4,7 +4,7 @@ import pytest
 
 from utils import synthetic
 from utils.loader import (AugmentedDataset, MattingTransform, crop_around_unknown,
-                          fit_background, generate_trimap, make_dataset)
+                          fit_background, generate_trimap, make_dataset, resize_to)
 from utils.utils import composite, read_trimap, write_png
 
 VALUES = {0.0, np.float32(128 / 255), 1.0}
@@ -119,8 +119,33 @@ def test_background_scaled_up_then_cropped():
     bg = np.random.default_rng(0).random((10, 20, 3)).astype(np.float32)
     out = fit_background(bg, 30, 15)
     assert out.shape == (30, 15, 3)
+    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
     assert fit_background(bg, 5, 6).shape == (5, 6, 3)
     np.testing.assert_array_equal(fit_background(bg, 5, 6), bg[:5, :6])
+    # a horizontal ramp scaled 4x stays the same ramp, at the scaled positions (bicubic is exact
+    # on linear data away from the border), colour channels kept apart
+    x = np.arange(16, dtype=np.float32) / 15
+    ramp = np.stack([np.tile(x, (8, 1)), np.tile(x[::-1], (8, 1)), np.full((8, 16), 0.25)], 2)
+    up = fit_background(ramp.astype(np.float32), 32, 64)
+    centres = (np.arange(64) + 0.5) / 4 - 0.5  # output pixel centres in input pixels
+    np.testing.assert_allclose(up[16, 8:-8, 0], centres[8:-8] / 15, atol=1e-5)
+    np.testing.assert_allclose(up[16, 8:-8, 1], 1 - centres[8:-8] / 15, atol=1e-5)
+    np.testing.assert_allclose(up[:, :, 2], 0.25, atol=1e-6)
+
+
+def test_resize_to_shrinks_with_antialiasing_and_keeps_trimap_values():
+    # a one-pixel checkerboard shrunk 2x averages to grey (point sampling would give 0 or 1)
+    board = (np.indices((640, 640)).sum(0) % 2).astype(np.float32)
+    small = resize_to(board, 320)
+    assert small.shape == (320, 320) and small.dtype == np.float32
+    np.testing.assert_allclose(small[4:-4, 4:-4], 0.5, atol=1e-5)
+    rgb = np.stack([board, 1 - board, np.full_like(board, 0.3)], 2)
+    out = resize_to(rgb, 320)
+    assert out.shape == (320, 320, 3)
+    np.testing.assert_allclose(out[4:-4, 4:-4], np.broadcast_to([0.5, 0.5, 0.3], (312, 312, 3)),
+                               atol=1e-5)
+    trimap = np.repeat(np.array([0, 128, 255, 128], np.uint8), 160)[None].repeat(640, 0)
+    assert set(np.unique(resize_to(trimap, 320, nearest=True))) == {0, 128, 255}
 
 
 def test_recomposited_seed_dataset_uses_new_backgrounds(seed_root, tmp_path):

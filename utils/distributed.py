@@ -155,6 +155,13 @@ class Job:
         every update a real one, as in one process.
         """
         if self.comm:
+            for param in model.params():
+                # ChainerMN's CPU collectives hand NumPy arrays to MPI through
+                # np.ascontiguousarray: one in another layout (the oneDNN convolutions keep
+                # weights as (kh, kw, Cin, Cout) in memory) would be reduced or broadcast into a
+                # copy, silently. C order here; the weight gradients follow the weights' layout.
+                if type(param.array) is np.ndarray and not param.array.flags.c_contiguous:
+                    param.array = np.ascontiguousarray(param.array)
             self.comm.bcast_data(model)
             optimizer.is_changed(optimizer.target)
 

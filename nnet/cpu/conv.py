@@ -9,8 +9,8 @@ for every higher-order gradient), each one oneDNN primitive:
   output feeds the next one (and ReLU, pooling, the backward pass) without a copy. Inputs in
   another layout are reordered once (oneDNN reorder).
 * weights are reordered per call into the layout the primitive picked (format ``any``); the
-  weight gradient is reordered back to (Cout, Cin, kh, kw) float32; the bias gradient comes out
-  of the same primitive.
+  weight gradient is reordered back into the weights' own layout (``Convolution2D`` keeps them
+  as (kh, kw, Cin, Cout) in memory); the bias gradient comes out of the same primitive.
 * precision 'bf16' (``nnet.cpu.config``): inputs, output gradients and weights are converted to
   bfloat16 by a reorder (round to nearest even), the primitive accumulates in float32 and writes
   float32 outputs and gradients. The bfloat16 copy of an input is kept for the weight gradient
@@ -86,14 +86,14 @@ def _to(a, prim, arg, key):
     return out
 
 
-def _from(buf, prim, arg, like, key):
-    """Primitive output ``buf`` (laid out as ``prim.md(arg)``) into a new float32 array laid out
-    as C-contiguous ``like`` shape."""
-    out = memory.empty(like, np.float32)
+def _from(buf, prim, arg, out, key):
+    """Primitive output ``buf`` (laid out as ``prim.md(arg)``) as the float32 array ``out``
+    (any dense layout): ``out`` reordered into, or a view of ``buf`` where the layouts agree."""
     have = dnnl.MemoryDesc.of(out)
     if dnnl.md_equal(have.handle, prim.md(arg)):
-        return buf.view(np.float32).reshape(like)
-    dnnl.reorder(prim.md(arg), have, key + (arg, 'out'))({dnnl.ARG_SRC: buf, dnnl.ARG_DST: out})
+        return np.lib.stride_tricks.as_strided(buf.view(np.float32), out.shape, out.strides)
+    dnnl.reorder(prim.md(arg), have, key + (arg, 'out', out.strides))(
+        {dnnl.ARG_SRC: buf, dnnl.ARG_DST: out})
     return out
 
 
@@ -258,8 +258,10 @@ def conv_grad_x(gy, W, stride, pad, in_size, precision, gy_low=None):
     return gx
 
 
-def conv_grad_w(x, gy, w_shape, stride, pad, bias, precision, x_low=None, gy_low=None):
-    """(gW (Cout, Cin, kh, kw) float32, gb (Cout,) float32 or None)."""
+def conv_grad_w(x, gy, w_shape, stride, pad, bias, precision, x_low=None, gy_low=None,
+                w_layout=None):
+    """(gW (Cout, Cin, kh, kw) float32, laid out in memory as the array ``w_layout`` (the
+    weights) or in C order; gb (Cout,) float32 or None)."""
     key, prim = grad_w_primitive(x.shape, gy.shape, tuple(w_shape), bias, stride, pad, precision)
     src = x_low if x_low is not None else _to(x, prim, dnnl.ARG_SRC, key)
     g = gy_low if gy_low is not None else _to(gy, prim, dnnl.ARG_DIFF_DST, key)
@@ -269,7 +271,8 @@ def conv_grad_w(x, gy, w_shape, stride, pad, bias, precision, x_low=None, gy_low
     if bias:
         gb = bufs[dnnl.ARG_DIFF_BIAS] = np.empty(w_shape[0], np.float32)
     prim(bufs)
-    return _from(gw_buf, prim, dnnl.ARG_DIFF_WEIGHTS, tuple(w_shape), key), gb
+    out = memory.empty(w_shape) if w_layout is None else memory.empty_as(w_layout)
+    return _from(gw_buf, prim, dnnl.ARG_DIFF_WEIGHTS, out, key), gb
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +317,7 @@ class Convolution2DFunction(function_node.FunctionNode):
         if 1 in indexes or 2 in indexes:
             bias = 2 in indexes
             node = Convolution2DGradW(self.stride, self.pad, W.shape, self.precision, bias,
-                                      self.x_low, gy_low)
+                                      self.x_low, gy_low, w_layout=W.array)
             outs = node.apply((x, gy))
             if 1 in indexes:
                 ret.append(outs[0])
@@ -353,17 +356,18 @@ class Convolution2DGradX(function_node.FunctionNode):
 class Convolution2DGradW(function_node.FunctionNode):
     """gW = correlation of x with gy, and gb = sum of gy when ``bias``. Inputs (x, gy)."""
 
-    def __init__(self, stride, pad, w_shape, precision, bias=False, x_low=None, gy_low=None):
+    def __init__(self, stride, pad, w_shape, precision, bias=False, x_low=None, gy_low=None,
+                 w_layout=None):
         self.stride, self.pad, self.w_shape = stride, pad, tuple(w_shape)
         self.precision, self.bias = precision, bias
-        self.x_low, self.gy_low = x_low, gy_low
+        self.x_low, self.gy_low, self.w_layout = x_low, gy_low, w_layout
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))
         x, gy = inputs
         gw, gb = conv_grad_w(x, gy, self.w_shape, self.stride, self.pad, self.bias,
-                             self.precision, self.x_low, self.gy_low)
-        self.x_low = self.gy_low = None
+                             self.precision, self.x_low, self.gy_low, self.w_layout)
+        self.x_low = self.gy_low = self.w_layout = None
         return (gw, gb) if self.bias else (gw,)
 
     def backward(self, indexes, grad_outputs):
@@ -437,7 +441,16 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
 
 class Convolution2D(L.Convolution2D):
     """``L.Convolution2D`` whose forward goes through ``convolution_2d`` above;
-    ``link(x, relu=True)`` is ``F.relu(link(x))``."""
+    ``link(x, relu=True)`` is ``F.relu(link(x))``.
+
+    Its NumPy weights W (Cout, Cin, kh, kw) lie in memory as (kh, kw, Cin, Cout)
+    (``memory.hwio``), and so does their gradient: oneDNN's per-call weight reorders read that
+    layout about twice as fast. Nothing else sees a difference (shape, values, serialization)."""
+
+    def _initialize_params(self, in_channels):
+        super()._initialize_params(in_channels)
+        if type(self.W.array) is np.ndarray:
+            self.W.array = memory.hwio(self.W.array)
 
     def forward(self, x, relu=False):
         if self.W.array is None:

@@ -129,6 +129,22 @@ def nhwc_empty(shape, dtype=np.float32):
     return empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
 
 
+def empty_as(a, dtype=np.float32):
+    """``empty`` of ``a``'s shape, laid out in memory as ``a`` is (axes in ``a``'s stride order)."""
+    order = sorted(range(a.ndim), key=lambda d: -a.strides[d])  # outermost first
+    buf = empty(tuple(a.shape[d] for d in order), dtype)
+    return buf.transpose(np.argsort(order))
+
+
+def hwio(W):
+    """A copy of convolution weights W (Cout, Cin, kh, kw), laid out in memory as
+    (kh, kw, Cin, Cout): oneDNN reorders this layout into its blocked ones about twice as fast as
+    C order (the output channels, innermost in those, are innermost here too)."""
+    out = np.empty((W.shape[2], W.shape[3], W.shape[1], W.shape[0]), W.dtype).transpose(3, 2, 0, 1)
+    out[...] = W
+    return out
+
+
 def is_channels_last(a):
     """Whether the (N, C, H, W) array ``a`` lies in memory as a dense NHWC array (the strides of
     dimensions of extent 1 do not matter)."""
