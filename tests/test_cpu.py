@@ -189,6 +189,34 @@ def test_fused_relu_gradient_check():
                                                  rtol=1e-3)
 
 
+def test_link_weights_and_their_gradient_lie_as_hwio(tmp_path):
+    rng = np.random.default_rng(3)
+    link = cpu.Convolution2D(3, 8, 3, pad=1)
+    W = link.W.array
+    assert W.shape == (8, 3, 3, 3)
+    assert W.strides == (4, 4 * 8, 4 * 8 * 3 * 3, 4 * 8 * 3)  # (kh, kw, Cin, Cout) in memory
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    gy = rng.standard_normal((2, 8, 9, 7)).astype(np.float32)
+    assert link.W.grad.strides == W.strides  # Chainer's initial (NaN) gradient too
+    link.cleargrads()  # as an optimizer's update does: the gradient is the one computed
+    y = link(x)
+    y.grad = gy
+    y.backward()
+    assert link.W.grad.strides == W.strides
+    ref = chainer.Parameter(np.ascontiguousarray(W))
+    want = F.convolution_2d(x, ref, link.b.array.copy(), pad=1)
+    want.grad = gy
+    want.backward()
+    assert rel_err(y.array, want.array) < 1e-5
+    assert rel_err(link.W.grad, ref.grad) < 1e-5
+    # saved and loaded by value; loading keeps the layout
+    chainer.serializers.save_npz(str(tmp_path / 'w.npz'), link)
+    other = cpu.Convolution2D(3, 8, 3, pad=1)
+    chainer.serializers.load_npz(str(tmp_path / 'w.npz'), other)
+    np.testing.assert_array_equal(other.W.array, W)
+    assert other.W.array.strides == W.strides
+
+
 def test_other_inputs_use_stock_chainer():
     x, W, b, stride, pad = make(CASES[1], np.float64)
     y = convolution_2d(x, W, b, pad=1)

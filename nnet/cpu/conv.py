@@ -451,6 +451,8 @@ class Convolution2D(L.Convolution2D):
         super()._initialize_params(in_channels)
         if type(self.W.array) is np.ndarray:
             self.W.array = memory.hwio(self.W.array)
+            if self.W.grad is not None:  # (Chainer's initial one; backward writes into it)
+                self.W.grad = memory.hwio(self.W.grad)
 
     def forward(self, x, relu=False):
         if self.W.array is None:
