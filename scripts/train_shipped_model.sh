@@ -43,9 +43,10 @@ phase s1_160 --stage 1 "${S1_START[@]}" --H 160 --W 160 --crop_sizes 160 240 320
     --base_lr 1e-4 --max_iter "$S1_ITER" --ckpt_frq 100 --val_frq 150 --val_whole_frq 150
 phase s1_320 --stage 1 --init_from "$LOG/s1_160/model_final.npz" --batch_size 2 \
     --base_lr 1e-4 --max_iter 2000 --ckpt_frq 100 --val_frq 200 --val_whole_frq 200
-# Stage 2 (refinement alone, encoder-decoder frozen, alpha loss) and stage 3 (joint, paper's lr).
+# Stage 2 (refinement alone, encoder-decoder frozen, alpha loss) and stage 3 (joint, paper's lr;
+# 400 iterations: what fitted in the CPU session that trained the shipped model).
 phase s2 --stage 2 --init_from "$LOG/s1_320/model_final.npz" --batch_size 2 \
     --base_lr 1e-4 --max_iter 300 --ckpt_frq 100 --val_frq 100 --val_whole_frq 100
 phase s3 --stage 3 --init_from "$LOG/s2/model_final.npz" --batch_size 2 \
-    --base_lr 1e-5 --max_iter 1000 --ckpt_frq 100 --val_frq 200 --val_whole_frq 200
+    --base_lr 1e-5 --max_iter 400 --ckpt_frq 100 --val_frq 200 --val_whole_frq 200
 python -m utils.ship_checkpoint "$LOG/s3/model_final.npz" ckpt/dim_vgg16.npz
