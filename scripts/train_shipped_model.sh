@@ -5,10 +5,10 @@
 # command and it continues from the newest snapshot (finished phases are skipped).
 # Usage: bash scripts/train_shipped_model.sh [LOG_DIR]   (default logs/vgg16)
 # PRECISION=fp32 for float32 convolutions (default bf16: about 1.6x faster on a CPU with AVX-512
-# BF16, see README "CPU speed and memory"). On a machine without LOG_DIR's snapshots,
-# S1_INIT=ckpt/dim_vgg16.npz S1_INIT_ITER=N starts stage 1 from that committed
-# checkpoint (taken at stage-1 iteration N; README says which) instead of the VGG16 weights, and
-# trains the iterations stage 1 has left (Adam's moments start afresh).
+# BF16, see README "CPU speed and memory"). S1_INIT=FILE S1_INIT_ITER=N starts stage 1 from a
+# checkpoint FILE taken at stage-1 iteration N instead of the VGG16 weights, and trains the
+# iterations stage 1 has left (Adam's moments start afresh); ckpt/dim_vgg16.npz is the end of
+# all three stages, not such a file.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
