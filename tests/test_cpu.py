@@ -506,8 +506,8 @@ def test_precision_option_on_gpu_is_refused(ckpt, tmp_path):
 def test_shipped_model_bfloat16_on_photographs(shared_data):
     """The default checkpoint on real photographs (alphamatting.com, trimap1): the bf16 matte is
     within 1/255 of the float32 one (mean absolute difference over the unknown region;
-    measured with ckpt/dim_vgg16.npz: 0.37, 0.70 and 0.88 / 255) and SAD moves by under 1%
-    (measured: 0.02-0.63%)."""
+    measured with the shipped ckpt/dim_vgg16.npz, the end of the recipe: 0.26, 0.50 and
+    0.44 / 255) and SAD moves by under 1% (measured: 0.01-0.32%)."""
     import options
     from utils.checkpoint import load_model
     from utils.metrics import sad
