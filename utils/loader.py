@@ -9,9 +9,10 @@ Two dataset layouts:
   from I and alpha with pymatting's ``estimate_foreground_ml``. With ``bg_dir`` the estimated
   foregrounds are also re-composited over new backgrounds (``make_recomposited_dataset``).
 * **composition layout** (``make_composition_dataset``, Adobe's): ``ROOT/fg/``, ``ROOT/alpha/``
-  and a background folder (``ROOT/bg/``, or ``bg_dir`` where that is absent); each foreground is composited with
-  ``backgrounds_per_fg`` backgrounds as in the paper's code: the background is scaled up
-  (bicubic, Pillow's) where smaller than the foreground, cropped to its size, I = alpha F + (1 - alpha) B.
+  and a background folder (``ROOT/bg/``, or ``bg_dir`` where that is absent); each foreground is
+  composited with ``backgrounds_per_fg`` backgrounds as in the paper's code: the background is
+  scaled up (bicubic, Pillow's) where smaller than the foreground, cropped to its size,
+  I = alpha F + (1 - alpha) B.
 
 Raw examples are dicts of full-size float32 HWC arrays: image, alpha (H, W), fg, bg and
 ``trimap`` (uint8 {0, 128, 255} or None). ``MattingTransform`` turns one into a training
