@@ -306,7 +306,7 @@ def resize_to(array, size, nearest=False):
         ys = (np.arange(size) * array.shape[0] / size).astype(int)
         xs = (np.arange(size) * array.shape[1] / size).astype(int)
         return array[ys][:, xs]
-    return _resize(array, size, size, Image.Resampling.BILINEAR).astype(array.dtype)
+    return _resize(array, size, size, Image.Resampling.BILINEAR).astype(array.dtype, copy=False)
 
 
 class MattingTransform:
