@@ -43,6 +43,13 @@ def mpirun(args, ranks=2, timeout=240, **popen):
     return subprocess.run(cmd, env=ENV, text=True, capture_output=True, timeout=timeout)
 
 
+def error_lines(stderr):
+    """The lines of ``stderr`` that start with 'error:'. Open MPI ends the banner it prints for
+    MPI_Abort with a NUL byte, which may land at the start of the next line (the rank's error
+    line, forwarded after it): NULs are not part of a line here."""
+    return [line for line in stderr.replace('\0', '').splitlines() if line.startswith('error:')]
+
+
 def single(args):
     return subprocess.run([sys.executable, str(ROOT / 'train.py')] + args, env=ENV, text=True,
                           capture_output=True, timeout=240)
@@ -149,7 +156,7 @@ def test_error_on_rank_one_stops_both_ranks_with_one_line(tmp_path):
     fg.write_bytes(fg.read_bytes()[:100])
     proc = mpirun(common)
     assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    errors = error_lines(proc.stderr)
     assert len(errors) == 1 and 'rank 1' in errors[0] and name in errors[0], proc.stderr
     assert 'Traceback' not in proc.stderr
     # rank 1 failed reading iteration 3's examples, maybe while rank 0 was writing iteration 2's
@@ -164,20 +171,20 @@ def test_error_on_rank_one_stops_both_ranks_with_one_line(tmp_path):
 
 def test_setup_errors_give_one_line_from_rank_zero(tmp_path):
     proc = mpirun(['--dataset_root', str(tmp_path / 'none'), '--log_root', str(tmp_path / 'x')])
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    errors = error_lines(proc.stderr)
     assert proc.returncode != 0 and len(errors) == 1 and 'not found' in errors[0], proc.stderr
     # under mpiexec without --distributed: 2 copies of one run would write the same files
     proc = subprocess.run([str(MPIEXEC), '--allow-run-as-root', '--oversubscribe', '-n', '2',
                            sys.executable, str(ROOT / 'train.py'), '--dataset_root', str(tmp_path),
                            '--log_root', str(tmp_path / 'x')], env=ENV, text=True,
                           capture_output=True, timeout=240)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    errors = error_lines(proc.stderr)
     assert proc.returncode != 0 and len(errors) == 1 and '--distributed' in errors[0], proc.stderr
     # through scripts/train.sh: NPROC=2 runs 2 ranks with --distributed
     proc = subprocess.run(['bash', str(ROOT / 'scripts' / 'train.sh'), str(tmp_path),
                            '--log_root', str(tmp_path / 'x'), '--batch_size', '3'],
                           env=dict(ENV, NPROC='2', MPIEXEC_ARGS='--oversubscribe'), text=True,
                           capture_output=True, timeout=240)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    errors = error_lines(proc.stderr)
     assert proc.returncode != 0 and len(errors) == 1, proc.stderr
     assert 'is not a multiple of the 2 ranks' in errors[0], proc.stderr
