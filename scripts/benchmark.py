@@ -448,6 +448,10 @@ def main():
     if args.no_big:
         cases = [c for c in cases if c != 'fwd1080']
     precisions = [p for p in args.precisions.split(',') if p]
+    if 'bf16' in precisions and not cpu.bf16_available():
+        print(f"this project's bf16: skipped ({cpu.bf16_missing()})",
+              file=sys.stderr if args.json else sys.stdout)
+        precisions.remove('bf16')
     ours = [f'ours-{p}' for p in precisions]
     torch_impls = [k for k, v in IMPLS.items() if v[1] == 'torch'] if torch_ok else []
     say = (lambda *a, **k: None) if args.json else print

@@ -20,6 +20,9 @@ from tests.helpers import rel_err
 
 needs_onednn = pytest.mark.skipif(cpu.backend() != 'onednn',
                                   reason=f'oneDNN not available: {dnnl.load_error()}')
+needs_bf16 = pytest.mark.skipif(not cpu.bf16_available(),
+                                reason=f'no bfloat16 here: {cpu.bf16_missing()}')
+BF16 = pytest.param('bf16', marks=needs_bf16)
 
 # (batch, in_ch, H, W, out_ch, ksize, stride, pad, bias)
 CASES = [
@@ -94,7 +97,7 @@ def test_float32_matches_chainer(case):
             assert rel_err(got, want) <= 1e-5
 
 
-@needs_onednn
+@needs_bf16
 @pytest.mark.parametrize('case', CASES[:6] + [layer_case(*s) for s in MODEL_LAYERS])
 def test_bfloat16_error_is_bounded(case):
     """bf16 operands, float32 accumulation: outputs and all gradients within BF16_BOUND of
@@ -149,7 +152,7 @@ def test_gradient_check(case):
 
 
 @needs_onednn
-@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('precision', ['fp32', BF16])
 @pytest.mark.parametrize('case', [CASES[1], CASES[2], layer_case(64, 64, 3, 16)])
 def test_fused_relu_equals_relu_of_convolution(case, precision):
     """``relu=True`` (oneDNN's ReLU post-op) gives F.relu of the same convolution: output and
@@ -349,7 +352,7 @@ def test_narrow_dim_matches_stock_path(narrow):
     assert np.abs(pred - pred_ref).max() <= 1e-5
 
 
-@needs_onednn
+@needs_bf16
 def test_narrow_dim_bfloat16(narrow):
     """bf16: the mattes within 1e-2 of float32 (measured: 3e-3), float32 arrays throughout."""
     model, image, trimap = narrow
@@ -364,7 +367,7 @@ def test_narrow_dim_bfloat16(narrow):
 def test_precision_setting():
     assert cpu.get_precision() == 'fp32'
     with cpu.precision('bf16'):
-        assert cpu.get_precision() == ('bf16' if cpu.backend() == 'onednn' else 'fp32')
+        assert cpu.get_precision() == ('bf16' if cpu.bf16_available() else 'fp32')
     assert cpu.get_precision() == 'fp32'
     with pytest.raises(ValueError):
         cpu.set_precision('fp16')
@@ -417,12 +420,45 @@ def test_fallback_runs_the_model(env):
     assert len(warnings) == len(set(warnings)) <= 2
 
 
+NO_BF16_CODE = '''
+import json
+import nnet  # (NumPy 2: before chainer)
+import numpy as np
+from nnet import cpu
+from nnet.model import DIM
+rng = np.random.RandomState(0)
+image = rng.rand(40, 36, 3).astype(np.float32)
+trimap = rng.choice(np.array([0, 128, 255], np.uint8), (40, 36))
+np.random.seed(0)
+model = DIM(width=0.125)
+mattes = {}
+for precision in ('bf16', 'fp32'):
+    with cpu.precision(precision):
+        mattes[precision] = model.predict(image, trimap).tolist()
+print(json.dumps({'backend': cpu.backend(), 'bf16_available': cpu.bf16_available(),
+                  'mattes': mattes}))
+'''
+
+
+@needs_onednn
+def test_bf16_on_a_cpu_without_bfloat16_runs_float32():
+    """oneDNN limited to AVX2 (``ONEDNN_MAX_CPU_ISA``, as on an AVX2-only CPU) has no bfloat16
+    convolutions: 'bf16' then runs float32, with one warning line saying why, never an error."""
+    out = run_python(NO_BF16_CODE, ONEDNN_MAX_CPU_ISA='AVX2')
+    assert out.returncode == 0 and 'Traceback' not in out.stderr, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result['backend'] == 'onednn' and result['bf16_available'] is False
+    assert result['mattes']['bf16'] == result['mattes']['fp32']
+    warnings = [line for line in out.stderr.splitlines() if line.startswith('warning:')]
+    assert len(warnings) == 1 and 'no bfloat16 convolutions for this CPU' in warnings[0]
+
+
 def test_keep_freed_memory_is_accepted_by_glibc():
     assert cpu.keep_freed_memory() is True
 
 
 @needs_onednn
-@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('precision', ['fp32', BF16])
 @pytest.mark.parametrize('case', [layer_case(5, 7, 3, 13), layer_case(6, 4, 5, 11),
                                   (1, 3, 12, 9, 2, 5, 1, (1, 2), False)])
 def test_inference_in_bands_equals_one_piece(case, precision, monkeypatch):
@@ -461,7 +497,7 @@ def test_recycled_buffers(monkeypatch):
     assert small.ctypes.data % 64 == 0 and small.shape == (3, 5)
 
 
-@needs_onednn
+@needs_bf16
 def test_bfloat16_training_follows_float32(composition_root, tmp_path):
     """A short training run of a narrow DIM on generated data: with --precision bf16 the logged
     loss stays within 5% of the float32 run's at every log point (same seed and data;
@@ -502,7 +538,7 @@ def test_precision_option_on_gpu_is_refused(ckpt, tmp_path):
     assert cpu.get_precision() == 'fp32'
 
 
-@needs_onednn
+@needs_bf16
 def test_shipped_model_bfloat16_on_photographs(shared_data):
     """The default checkpoint on real photographs (alphamatting.com, trimap1): the bf16 matte is
     within 1/255 of the float32 one (mean absolute difference over the unknown region;
@@ -543,8 +579,11 @@ def test_benchmark_json(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    want = {('nnet.cpu', 'fp32'), ('nnet.cpu', 'bf16'), ('chainer-stock', 'fp32'),
-            ('onnxruntime', 'fp32')}
+    want = {('nnet.cpu', 'fp32'), ('chainer-stock', 'fp32'), ('onnxruntime', 'fp32')}
+    if cpu.bf16_available():
+        want.add(('nnet.cpu', 'bf16'))
+    else:
+        assert 'bf16: skipped' in out.stderr
     assert {(r['implementation'], r['precision']) for r in rows} == want
     for r in rows:
         assert r['case'] == 'fwd320' and r['seconds'] > 0 and 0 < r['peak_gb'] < 8

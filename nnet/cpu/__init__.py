@@ -11,7 +11,8 @@ import contextlib
 
 import chainer
 
-from nnet.cpu.config import backend, get_precision, precision, set_precision  # noqa: F401
+from nnet.cpu.config import (backend, bf16_available, bf16_missing, get_precision,  # noqa: F401
+                             precision, set_precision)
 from nnet.cpu.conv import Convolution2D, convolution_2d  # noqa: F401
 from nnet.cpu.memory import keep_freed_memory  # noqa: F401
 from nnet.cpu.pool import max_pooling_2x2, relu, unpooling_2x2  # noqa: F401

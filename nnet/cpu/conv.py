@@ -192,6 +192,19 @@ def grad_w_primitive(x_shape, gy_shape, w_shape, bias, stride, pad, precision):
     return key, dnnl.cached(key, make)
 
 
+def bf16_primitives_exist():
+    """Whether oneDNN has bfloat16 forward, input-gradient and weight-gradient convolutions on
+    this CPU (it answers 'unimplemented' where the CPU lacks the instructions they need)."""
+    x, w, size, one = (1, 16, 8, 8), (16, 16, 3, 3), (8, 8), (1, 1)
+    try:
+        forward_primitive(x, w, True, one, one, 'bf16', training=True)
+        grad_x_primitive(x, w, size, one, one, 'bf16')
+        grad_w_primitive(x, x, w, True, one, one, 'bf16')
+    except dnnl.DnnlError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # The three computations
 # ---------------------------------------------------------------------------------------------
