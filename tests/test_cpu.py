@@ -453,6 +453,39 @@ def test_bf16_on_a_cpu_without_bfloat16_runs_float32():
     assert len(warnings) == 1 and 'no bfloat16 convolutions for this CPU' in warnings[0]
 
 
+BELOW_AVX512_CODE = '''
+import json
+import nnet  # (NumPy 2: before chainer)
+import chainer
+from nnet.cpu import conv
+from tests.test_cpu import CASES, layer_case, make, gy_for, run
+from tests.helpers import rel_err
+errors = []
+for case in CASES[:3] + [CASES[6], layer_case(64, 64, 3, 16), layer_case(512, 256, 5, 8)]:
+    x, W, b, stride, pad = make(case)
+    gy = gy_for(x, W, b, stride, pad)
+    ours, stock = run(x, W, b, stride, pad, gy), run(x, W, b, stride, pad, gy, ours=False)
+    errors.append(max(rel_err(g, w) for g, w in zip(ours, stock) if w is not None))
+link = conv.Convolution2D(3, 8, 3, pad=1)  # weights (kh, kw, Cin, Cout) in memory
+x, _, _, _, _ = make((2, 3, 9, 9, 8, 3, 1, 1, True))
+chainer.functions.sum(link(x) ** 2).backward()
+print(json.dumps({'blocked': conv.blocked_weight_gradient(), 'errors': errors,
+                  'grad_strides_as_w': link.W.grad.strides == link.W.array.strides}))
+'''
+
+
+@needs_onednn
+def test_weight_gradient_below_avx512_matches_chainer():
+    """oneDNN limited to AVX2 (as on an AVX2-only CPU): the weight gradient reads blocked
+    layouts (``blocked_weight_gradient``) and every output and gradient still matches stock
+    Chainer within 1e-5, the weight gradient laid out as the weights."""
+    out = run_python(BELOW_AVX512_CODE, ONEDNN_MAX_CPU_ISA='AVX2')
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result['blocked'] is True and result['grad_strides_as_w'] is True
+    assert max(result['errors']) <= 1e-5, result['errors']
+
+
 def test_keep_freed_memory_is_accepted_by_glibc():
     assert cpu.keep_freed_memory() is True
 
@@ -583,7 +616,7 @@ def test_benchmark_json(tmp_path):
     if cpu.bf16_available():
         want.add(('nnet.cpu', 'bf16'))
     else:
-        assert 'bf16: skipped' in out.stderr
+        assert 'bf16 (this project and PyTorch): skipped' in out.stderr
     assert {(r['implementation'], r['precision']) for r in rows} == want
     for r in rows:
         assert r['case'] == 'fwd320' and r['seconds'] > 0 and 0 < r['peak_gb'] < 8

@@ -12,6 +12,7 @@ Enum values and struct layouts are those of oneDNN 3.2's include/oneapi/dnnl/dnn
 (``onednn-devel-cpu-gomp==2023.2.0``); only 3.x libraries are accepted.
 """
 import ctypes
+import functools
 import importlib.metadata
 import os
 
@@ -43,6 +44,8 @@ ARG_DIFF_SRC, ARG_DIFF_DST, ARG_DIFF_WEIGHTS, ARG_DIFF_BIAS = 129, 145, 161, 169
 MAX_NDIMS = 12
 # dnnl_scratchpad_mode_t
 SCRATCHPAD_USER = 1
+# dnnl_cpu_isa_t: bit masks, each ISA's bits include those of the ISAs below it
+ISA_AVX512_CORE = 0x27
 
 Dims = ctypes.c_int64 * MAX_NDIMS
 _VP = ctypes.c_void_p
@@ -65,6 +68,7 @@ DISTRIBUTIONS = ('onednn-cpu-gomp', 'onednn-cpu-tbb', 'onednn-cpu-iomp', 'onednn
 # name: (restype, argtypes) of the functions used
 _SIGNATURES = {
     'dnnl_version': (ctypes.POINTER(Version), []),
+    'dnnl_get_effective_cpu_isa': (ctypes.c_int, []),
     'dnnl_engine_create': (ctypes.c_int, [ctypes.POINTER(_VP), ctypes.c_int, ctypes.c_size_t]),
     'dnnl_stream_create': (ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_uint]),
     'dnnl_stream_wait': (ctypes.c_int, [_VP]),
@@ -196,6 +200,14 @@ def library():
 
 def load_error():
     return _ERROR
+
+
+@functools.cache
+def has_avx512():
+    """Whether oneDNN runs AVX-512 (avx512_core) kernels here: the CPU has it and
+    ``ONEDNN_MAX_CPU_ISA`` does not stop below it."""
+    isa = library().get_effective_cpu_isa()
+    return isa & ISA_AVX512_CORE == ISA_AVX512_CORE
 
 
 # ---------------------------------------------------------------------------------------------
