@@ -9,8 +9,8 @@ compare the ratios of one call.
 
 Usage: python scripts/bench_train.py DATASET_ROOT [--width 1.0] [--batch_size 2]
            [--iterations 8] [--warmup 2] [--configs 1x2:0 2x1:0 1x2:2] [--rounds 1]
-A configuration RxT:W is R ranks, T OpenBLAS threads per rank (this project's convolutions
-also run T Python threads, nnet/fast_conv.py THREADS), W --loader_workers.
+A configuration RxT:W is R ranks, T threads per rank (OMP_NUM_THREADS for oneDNN's
+convolutions, OPENBLAS_NUM_THREADS for NumPy), W --loader_workers.
 """
 import argparse
 import json
