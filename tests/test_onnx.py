@@ -73,14 +73,46 @@ def test_index_pooling_and_unpooling_match_chainer_with_ties():
         np.testing.assert_array_equal(sess.run(None, {'x': x})[0], expected)
 
 
+def smallest_pooling_margin(model, image, trimap, monkeypatch):
+    """The smallest (largest - second largest) / largest over the 2x2 windows of all five
+    max-poolings with a positive maximum in ``model.predict(image, trimap)``.
+
+    Where this is near float32's rounding, the two backends may take different winners in a
+    window, and unpooling then puts that value one pixel apart: the mattes differ by up to a
+    few 1e-4 (measured by flipping one index), a difference that is not an export error.
+    """
+    import nnet.model
+    margins = []
+
+    def recording(h):
+        a = np.asarray(chainer.as_array(h), np.float64)
+        n, c, height, width = a.shape
+        windows = np.sort(a.reshape(n, c, height // 2, 2, width // 2, 2)
+                          .transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4), axis=1)
+        top = windows[windows[:, 3] > 0]
+        margins.append(((top[:, 3] - top[:, 2]) / top[:, 3]).min())
+        return pooling(h)
+
+    pooling = nnet.model.max_pooling_2x2
+    with monkeypatch.context() as m:
+        m.setattr(nnet.model, 'max_pooling_2x2', recording)
+        model.predict(image, trimap)
+    assert len(margins) == 5
+    return min(margins)
+
+
 @pytest.mark.parametrize('size', [(53, 77), (64, 96), (33, 130)])
-def test_onnxruntime_backend_equals_chainer_at_any_size(exported, ckpt, size):
+def test_onnxruntime_backend_equals_chainer_at_any_size(exported, ckpt, size, monkeypatch):
     rng = np.random.default_rng(size[0])
     h, w = size
     image = rng.random((h, w, 3)).astype(np.float32)
     trimap = rng.choice(np.array([0, 128, 255], np.uint8), (h, w), p=[0.3, 0.4, 0.3])
     chainer_backend = ChainerBackend(load_model(ckpt))
     onnx_backend = OnnxRuntimeBackend(exported, exported)
+    # The seeded checkpoint and inputs have no near-tie for a backend to break otherwise
+    # (an unseeded one met a margin under 1e-7 about once in 200 cases, and failed CI once).
+    margin = smallest_pooling_margin(chainer_backend.model, image, trimap, monkeypatch)
+    assert margin >= 1e-5, f'test input has a pooling near-tie ({margin:.1e}): pick another'
     for refine in (True, False):
         a = chainer_backend.predict(image, trimap, refine)
         b = onnx_backend.predict(image, trimap, refine)
