@@ -17,9 +17,8 @@ from nnet.model import DIM, VGG_INPUT_SCALE
 from utils import distributed
 from utils.checkpoint import SNAPSHOT_PREFIX, load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_errors
-from utils.extensions import (AtomicPlotReport, DivergenceGuard, InterruptGuard,
-                              MattingValidation, ModelCheckpoint, TrainingDiverged,
-                              WholeImageValidation)
+from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
+                              ModelCheckpoint, TrainingDiverged, WholeImageValidation)
 from utils.iterators import training_iterator
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset, seed_layout_files
 from utils.utils import InputError
@@ -127,7 +126,6 @@ def run(args, job=None):
 
     log_every, snapshot_every = every(args.log_frq), every(args.ckpt_frq)
     # on the GPU the guard reads the loss only where a log or a snapshot is written
-    trainer.extend(InterruptGuard())  # Ctrl-C always stops it (see there)
     trainer.extend(DivergenceGuard(read_trigger=lambda t: log_every(t) or snapshot_every(t)))
     if args.optimizer == 'momentum_sgd':
         trainer.extend(extensions.LinearShift(lr_name, (args.base_lr, 0.0), (0, last_iteration)))

@@ -2,8 +2,6 @@
 import json
 import math
 import os
-import signal
-import threading
 
 import chainer
 import numpy as np
@@ -127,49 +125,6 @@ class MattingValidation(extension.Extension):
             path = os.path.join(trainer.out, 'images',
                                 f'val_iter_{trainer.updater.iteration:07d}.png')
             write_png(path, image_grid(grid))
-
-
-class InterruptGuard(extension.Extension):
-    """Stops training after any iteration in which Ctrl-C (SIGINT) arrived, by raising
-    KeyboardInterrupt there.
-
-    Python raises its own KeyboardInterrupt wherever it notices the signal; in this project's
-    tests it sometimes never came (3 runs of some 100 on 2026-12-02, cause not found), and
-    training went on to its last iteration. Python's C-level handler always writes the
-    signal's number to the ``signal.set_wakeup_fd`` pipe, which this reads after every
-    iteration. Main thread only (Python takes a wakeup fd there alone; elsewhere this does
-    nothing).
-    """
-    trigger = 1, 'iteration'
-    priority = extension.PRIORITY_WRITER + 200  # before DivergenceGuard and any snapshot
-
-    def __init__(self):
-        self._pipe = self._previous = None
-
-    def initialize(self, trainer):
-        if threading.current_thread() is not threading.main_thread() or self._pipe:
-            return
-        self._pipe = os.pipe()
-        for fd in self._pipe:
-            os.set_blocking(fd, False)
-        self._previous = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
-
-    def __call__(self, trainer):
-        if not self._pipe:
-            return
-        try:
-            received = os.read(self._pipe[0], 4096)
-        except BlockingIOError:
-            return
-        if signal.SIGINT in received:
-            raise KeyboardInterrupt
-
-    def finalize(self):
-        if self._pipe:
-            signal.set_wakeup_fd(self._previous)
-            for fd in self._pipe:
-                os.close(fd)
-            self._pipe = None
 
 
 class ModelCheckpoint(extension.Extension):
