@@ -1,5 +1,6 @@
 """The CPU backend (nnet.cpu): oneDNN convolutions in float32 and bfloat16, NumPy pooling and
 ReLU, against Chainer's own functions; and the fallback."""
+import collections
 import json
 import os
 import subprocess
@@ -621,3 +622,23 @@ def test_benchmark_json(tmp_path):
     for r in rows:
         assert r['case'] == 'fwd320' and r['seconds'] > 0 and 0 < r['peak_gb'] < 8
         assert {'case', 'implementation', 'precision', 'seconds', 'peak_gb'} <= set(r)
+
+
+@needs_onednn
+def test_onednn_profile_lists_the_primitives_of_the_last_run():
+    """scripts/profile_onednn.py: oneDNN's verbose timings of our layers, summed by primitive."""
+    script = os.path.join(ROOT, 'scripts', 'profile_onednn.py')
+    out = subprocess.run([sys.executable, script, '--precision', 'fp32', '--backward',
+                          '--width', '0.0625', '--runs', '2'], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = out.stdout.splitlines()
+    counts = collections.Counter()
+    for row in rows[:-1]:  # '<ms> ms <count>  <primitive> <propagation> <implementation>'
+        counts[' '.join(row.split()[3:5])] += int(row.split()[2])
+    # the 21 convolutions of the encoder-decoder (conv1_1 has no input gradient), 5 poolings
+    assert counts['convolution forward_training'] == 21
+    assert counts['convolution backward_data'] == 20
+    assert counts['convolution backward_weights'] == 21
+    assert counts['pooling forward_training'] == 5
+    assert rows[-1].endswith('ms in all') and float(rows[-1].split()[0]) > 0
