@@ -109,8 +109,8 @@ def test_onnxruntime_backend_equals_chainer_at_any_size(exported, ckpt, size, mo
     trimap = rng.choice(np.array([0, 128, 255], np.uint8), (h, w), p=[0.3, 0.4, 0.3])
     chainer_backend = ChainerBackend(load_model(ckpt))
     onnx_backend = OnnxRuntimeBackend(exported, exported)
-    # The seeded checkpoint and inputs have no near-tie for a backend to break otherwise
-    # (an unseeded one met a margin under 1e-7 about once in 200 cases, and failed CI once).
+    # The seeded checkpoint and these inputs have no near-tie that the backends could break
+    # differently (with unseeded weights this test failed CI once, by 3.6e-4).
     margin = smallest_pooling_margin(chainer_backend.model, image, trimap, monkeypatch)
     assert margin >= 1e-5, f'test input has a pooling near-tie ({margin:.1e}): pick another'
     for refine in (True, False):

@@ -72,9 +72,9 @@ def test_interrupted_run_resumes_from_its_snapshot(dataset, tmp_path):
     # installs no KeyboardInterrupt handler), as for a user at a terminal
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    first = os.path.join(log_root, 'snapshot_iter_8')
+    snapshot = os.path.join(log_root, 'snapshot_iter_8')
     deadline = time.time() + 120
-    while not os.path.exists(first) and time.time() < deadline:
+    while not os.path.exists(snapshot) and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     try:
