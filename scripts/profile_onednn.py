@@ -30,12 +30,14 @@ def child(args):
     else:
         run = benchmark.torch_runner(args.width, x, args.backward, len(os.sched_getaffinity(0)),
                                      args.precision, True)
-    for _ in range(args.runs):
+    def mark():  # straight to the descriptor oneDNN writes its lines to, in order with them
         sys.stdout.flush()
-        os.write(1, (MARK + '\n').encode())  # (oneDNN writes to the same descriptor)
+        os.write(1, (MARK + '\n').encode())
+
+    for _ in range(args.runs):
+        mark()
         run()
-    sys.stdout.flush()
-    os.write(1, (MARK + '\n').encode())
+    mark()
 
 
 def last_run_lines(stdout):
@@ -82,8 +84,8 @@ def main(argv=None):
     out = subprocess.run(cmd, env=dict(os.environ, ONEDNN_VERBOSE='1'), capture_output=True,
                          text=True)
     if out.returncode != 0:
-        print(f'error: the profiled run failed: {out.stderr.strip().splitlines()[-1:]}',
-              file=sys.stderr)
+        last = (out.stderr.strip().splitlines() or ['no message'])[-1]
+        print(f'error: the profiled run failed: {last}', file=sys.stderr)
         return 1
     totals = summarize(last_run_lines(out.stdout), args.reorders)
     for key, (ms, count) in sorted(totals.items(), key=lambda kv: -kv[1][0]):
