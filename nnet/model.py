@@ -101,15 +101,16 @@ class EncoderDecoder(chainer.Chain):
         pooled = []  # (indices, size before pooling) per stage, for unpooling
         for stage in ENCODER_STAGES:
             for name, _ in stage:
-                h = self[name](h, relu=True)  # = F.relu(conv(h)), fused on oneDNN
+                # = F.relu(conv(h)) (fused on oneDNN); in bf16 precision h stays bfloat16
+                h = self[name](h, relu=True, keep_bf16=True)
             size = h.shape[2:]
             h, indices = max_pooling_2x2(h)  # = F.max_pooling_2d(h, 2, 2, return_indices)
             pooled.append((indices, size))
-        h = self.conv6(h, relu=True)
-        h = self.deconv6(h, relu=True)
+        h = self.conv6(h, relu=True, keep_bf16=True)
+        h = self.deconv6(h, relu=True, keep_bf16=True)
         for (name, _, _), (indices, size) in zip(DECODER[1:], reversed(pooled)):
             h = unpooling_2x2(h, indices, size)  # = F.upsampling_2d(h, indices, 2, 2, outsize)
-            h = self[name](h, relu=True)
+            h = self[name](h, relu=True, keep_bf16=True)
         return F.sigmoid(self.pred(h))
 
     def load_vgg16(self, params):
@@ -172,9 +173,9 @@ class RefinementNet(chainer.Chain):
 
     def forward(self, image_input, alpha):
         h = F.concat([image_input, alpha], axis=1)
-        h = self.refine1(h, relu=True)
-        h = self.refine2(h, relu=True)
-        h = self.refine3(h, relu=True)
+        h = self.refine1(h, relu=True, keep_bf16=True)
+        h = self.refine2(h, relu=True, keep_bf16=True)
+        h = self.refine3(h, relu=True, keep_bf16=True)
         return F.clip(alpha + self.refine_pred(h), 0.0, 1.0)
 
 

@@ -5,7 +5,9 @@
   ``DIM_CPU_BACKEND=fallback`` forces the fallback (``=onednn`` is the default).
 * Precision: 'fp32' (default) or 'bf16': convolutions take bfloat16 operands (inputs, weights,
   output gradients rounded to nearest even), accumulate in float32 and return float32 outputs
-  and gradients; weights, optimizer state and losses stay float32. bf16 needs oneDNN and a CPU
+  and gradients, except the activations between the model's layers and their gradients, which
+  stay bfloat16 (``keep_bf16`` in ``nnet.cpu.conv``); weights, their gradients, optimizer state
+  and losses stay float32. bf16 needs oneDNN and a CPU
   it has bfloat16 convolutions for (AVX-512): elsewhere it runs float32 and says so once. Set
   it with ``set_precision`` or, for a block, ``with precision('bf16'):``. It applies to NumPy
   arrays only: CuPy arrays always go through Chainer's own (cuDNN) functions.

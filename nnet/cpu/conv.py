@@ -15,9 +15,13 @@ for every higher-order gradient), each one oneDNN primitive:
   weight gradient is reordered back into the weights' own layout (``Convolution2D`` keeps them
   as (kh, kw, Cin, Cout) in memory); the bias gradient comes out of the same primitive.
 * precision 'bf16' (``nnet.cpu.config``): inputs, output gradients and weights are converted to
-  bfloat16 by a reorder (round to nearest even), the primitive accumulates in float32 and writes
-  float32 outputs and gradients. The bfloat16 copy of an input is kept for the weight gradient
-  while its graph is alive.
+  bfloat16 by a reorder (round to nearest even) unless they are bfloat16 already, the primitive
+  accumulates in float32 and writes float32 outputs and gradients, or bfloat16 ones
+  (``nnet.cpu.dnnl.BFLOAT16``, ml_dtypes' NumPy dtype) where the caller asks for them with
+  ``keep_bf16`` (the model does for the activations between its layers, as PyTorch's autocast
+  does: half the memory, no conversions; the input gradient then is bfloat16 too, x's dtype).
+  The bfloat16 copy of a float32 input is kept for the weight gradient while its graph is
+  alive.
 * inference on one image whose input must be converted (bf16, or not channels-last) runs in
   bands of output rows when the converted copy would exceed ``BAND_BYTES``: only a band's
   rows are converted at a time.
@@ -104,7 +108,7 @@ def _from(buf, prim, arg, out, key):
 # Primitives
 # ---------------------------------------------------------------------------------------------
 def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=None,
-                relu=False):
+                relu=False, dst_dt=dnnl.F32):
     lib = dnnl.library()
     (n, c, h, w), (co, _, kh, kw) = x_shape, w_shape
     (ho, wo), geometric_pad_r = _geometry((h, w), (kh, kw), stride, pad)
@@ -114,7 +118,7 @@ def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=
         ho, wo = ((size + p + q - k) // s + 1 for size, p, q, k, s in
                   zip((h, w), pad, pad_r, (kh, kw), stride))
     dt = _dt(precision)
-    src, dst = _nhwc_md(x_shape, dt), _nhwc_md((n, co, ho, wo), dnnl.F32)
+    src, dst = _nhwc_md(x_shape, dt), _nhwc_md((n, co, ho, wo), dst_dt)
     wts = _any_md(w_shape, dt)
     b = dnnl.MemoryDesc.tagged((co,), dnnl.F32, dnnl.TAG_A) if bias else None
     pd = dnnl._VP()
@@ -127,12 +131,12 @@ def _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r=
 
 
 def forward_primitive(x_shape, w_shape, bias, stride, pad, precision, training=False,
-                      pad_r=None, relu=False):
-    key = ('fwd', x_shape, w_shape, bias, stride, pad, precision, training, pad_r, relu)
+                      pad_r=None, relu=False, dst_dt=dnnl.F32):
+    key = ('fwd', x_shape, w_shape, bias, stride, pad, precision, training, pad_r, relu, dst_dt)
 
     def make():
         pd, keep = _forward_pd(x_shape, w_shape, bias, stride, pad, precision, training, pad_r,
-                               relu)
+                               relu, dst_dt)
         args = {dnnl.ARG_SRC: dnnl.QUERY_SRC_MD, dnnl.ARG_WEIGHTS: dnnl.QUERY_WEIGHTS_MD,
                 dnnl.ARG_DST: dnnl.QUERY_DST_MD}
         if bias:
@@ -141,8 +145,8 @@ def forward_primitive(x_shape, w_shape, bias, stride, pad, precision, training=F
     return key, dnnl.cached(key, make)
 
 
-def grad_x_primitive(gy_shape, w_shape, in_size, stride, pad, precision):
-    key = ('bwd_d', gy_shape, w_shape, in_size, stride, pad, precision)
+def grad_x_primitive(gy_shape, w_shape, in_size, stride, pad, precision, dsrc_dt=dnnl.F32):
+    key = ('bwd_d', gy_shape, w_shape, in_size, stride, pad, precision, dsrc_dt)
 
     def make():
         lib = dnnl.library()
@@ -152,7 +156,7 @@ def grad_x_primitive(gy_shape, w_shape, in_size, stride, pad, precision):
         hint, keep = _forward_pd(x_shape, w_shape, False, stride, pad, precision, True)
         _, pad_r = _geometry(in_size, w_shape[2:], stride, pad)
         dt = _dt(precision)
-        dsrc, dwts, ddst = (_nhwc_md(x_shape, dnnl.F32), _any_md(w_shape, dt),
+        dsrc, dwts, ddst = (_nhwc_md(x_shape, dsrc_dt), _any_md(w_shape, dt),
                             _nhwc_md(gy_shape, dt))
         pd = dnnl._VP()
         dnnl.check(lib.convolution_backward_data_primitive_desc_create(
@@ -220,21 +224,24 @@ def bf16_primitives_exist():
 # The three computations
 # ---------------------------------------------------------------------------------------------
 def _needs_copy(x, precision):
-    return precision != 'fp32' or not memory.is_channels_last(x)
+    """Whether the primitive cannot read x as it is (another dtype, or not channels-last)."""
+    return x.dtype != dnnl.NUMPY_DTYPES[_dt(precision)] or not memory.is_channels_last(x)
 
 
-def conv_forward(x, W, b, stride, pad, precision, training=False, relu=False):
-    """y (N, Cout, Ho, Wo) float32, channels-last (max(y, 0) with ``relu``); and x as the
-    primitive read it (for gW)."""
+def conv_forward(x, W, b, stride, pad, precision, training=False, relu=False,
+                 out_dtype=np.float32):
+    """y (N, Cout, Ho, Wo) of ``out_dtype`` (float32 or bfloat16), channels-last (max(y, 0)
+    with ``relu``); and x as the primitive read it (for gW)."""
     n, co = x.shape[0], W.shape[0]
     (ho, wo), _ = _geometry(x.shape[2:], W.shape[2:], stride, pad)
+    dst_dt = dnnl.DTYPES[np.dtype(out_dtype)]
     copy_bytes = x.size * (2 if precision == 'bf16' else 4)
     if (not training and n == 1 and stride == (1, 1) and copy_bytes > BAND_BYTES
             and _needs_copy(x, precision) and ho > 1):
-        return _forward_in_bands(x, W, b, pad, precision, relu), None
+        return _forward_in_bands(x, W, b, pad, precision, relu, out_dtype), None
     key, prim = forward_primitive(x.shape, W.shape, b is not None, stride, pad, precision,
-                                  training, relu=relu)
-    y = memory.nhwc_empty((n, co, ho, wo))
+                                  training, relu=relu, dst_dt=dst_dt)
+    y = memory.nhwc_empty((n, co, ho, wo), out_dtype)
     src = _to(x, prim, dnnl.ARG_SRC, key)
     bufs = {dnnl.ARG_SRC: src, dnnl.ARG_WEIGHTS: _to(W, prim, dnnl.ARG_WEIGHTS, key),
             dnnl.ARG_DST: y}
@@ -244,13 +251,13 @@ def conv_forward(x, W, b, stride, pad, precision, training=False, relu=False):
     return y, src
 
 
-def _forward_in_bands(x, W, b, pad, precision, relu):
+def _forward_in_bands(x, W, b, pad, precision, relu, out_dtype):
     """Inference, one image: the stride-1 convolution by bands of output rows, each band's
     input rows converted into a buffer of about BAND_BYTES (not the whole input at once)."""
     _, c, h, w = x.shape
     co, _, kh, kw = W.shape
     (ho, wo), (_, pad_right) = _geometry((h, w), (kh, kw), (1, 1), pad)
-    y = memory.nhwc_empty((1, co, ho, wo))
+    y = memory.nhwc_empty((1, co, ho, wo), out_dtype)
     row_bytes = c * w * (2 if precision == 'bf16' else 4)
     rows = int(max(kh, BAND_BYTES // row_bytes - (kh - 1)))
     weights = {}
@@ -261,7 +268,7 @@ def _forward_in_bands(x, W, b, pad, precision, relu):
         xb = x[:, :, a:z]
         key, prim = forward_primitive(xb.shape, W.shape, b is not None, (1, 1),
                                       (a - lo, pad[1]), precision, False, (hi - z, pad_right),
-                                      relu)
+                                      relu, dnnl.DTYPES[np.dtype(out_dtype)])
         if key not in weights:  # (a few band shapes: first, middle, last)
             weights[key] = _to(W, prim, dnnl.ARG_WEIGHTS, key)
         bufs = {dnnl.ARG_SRC: _to(xb, prim, dnnl.ARG_SRC, key), dnnl.ARG_DST: y[:, :, r0:r1],
@@ -272,10 +279,11 @@ def _forward_in_bands(x, W, b, pad, precision, relu):
     return y
 
 
-def conv_grad_x(gy, W, stride, pad, in_size, precision, gy_low=None):
-    """gx (N, Cin, H, W) float32, channels-last."""
-    key, prim = grad_x_primitive(gy.shape, W.shape, tuple(in_size), stride, pad, precision)
-    gx = memory.nhwc_empty((gy.shape[0], W.shape[1]) + tuple(in_size))
+def conv_grad_x(gy, W, stride, pad, in_size, precision, gy_low=None, out_dtype=np.float32):
+    """gx (N, Cin, H, W) of ``out_dtype`` (float32 or bfloat16: x's dtype), channels-last."""
+    key, prim = grad_x_primitive(gy.shape, W.shape, tuple(in_size), stride, pad, precision,
+                                 dnnl.DTYPES[np.dtype(out_dtype)])
+    gx = memory.nhwc_empty((gy.shape[0], W.shape[1]) + tuple(in_size), out_dtype)
     g = gy_low if gy_low is not None else _to(gy, prim, dnnl.ARG_DIFF_DST, key)
     prim({dnnl.ARG_DIFF_DST: g, dnnl.ARG_WEIGHTS: _to(W, prim, dnnl.ARG_WEIGHTS, key),
           dnnl.ARG_DIFF_SRC: gx})
@@ -304,11 +312,12 @@ def conv_grad_w(x, gy, w_shape, stride, pad, bias, precision, x_low=None, gy_low
 # ---------------------------------------------------------------------------------------------
 class Convolution2DFunction(function_node.FunctionNode):
     """y = conv(x, W) (+ b) on oneDNN, and max(y, 0) with ``relu`` (the ReLU fused into the
-    primitive: no pass of its own). Inputs (x, W) or (x, W, b), NumPy float32."""
+    primitive: no pass of its own). Inputs (x, W) or (x, W, b), NumPy: x float32 or bfloat16,
+    W and b float32; y of ``out_dtype`` (float32 or bfloat16)."""
 
-    def __init__(self, stride=1, pad=0, precision='fp32', relu=False):
+    def __init__(self, stride=1, pad=0, precision='fp32', relu=False, out_dtype=np.float32):
         self.stride, self.pad, self.precision = _pair(stride), _pair(pad), precision
-        self.relu = relu
+        self.relu, self.out_dtype = relu, out_dtype
         self.x_low = None
 
     def forward(self, inputs):
@@ -317,7 +326,7 @@ class Convolution2DFunction(function_node.FunctionNode):
         b = inputs[2] if len(inputs) == 3 else None
         training = chainer.config.enable_backprop
         y, src = conv_forward(x, W, b, self.stride, self.pad, self.precision, training,
-                              self.relu)
+                              self.relu, self.out_dtype)
         if training and src is not x and not blocked_weight_gradient():
             self.x_low = src  # the converted input, for the weight gradient
         if self.relu:
@@ -333,11 +342,11 @@ class Convolution2DFunction(function_node.FunctionNode):
         gy_low = None
         if self.precision == 'bf16' and 0 in indexes and (1 in indexes or 2 in indexes):
             key, prim = grad_x_primitive(gy.shape, W.shape, x.shape[2:], self.stride, self.pad,
-                                         self.precision)
+                                         self.precision, dnnl.DTYPES[x.dtype])
             gy_low = _to(gy.array, prim, dnnl.ARG_DIFF_DST, key)  # shared by gx and gW
         if 0 in indexes:
             ret.append(Convolution2DGradX(self.stride, self.pad, x.shape[2:], self.precision,
-                                          gy_low).apply((gy, W))[0])
+                                          gy_low, x.dtype).apply((gy, W))[0])
         if 1 in indexes or 2 in indexes:
             bias = 2 in indexes
             if blocked_weight_gradient():
@@ -353,16 +362,18 @@ class Convolution2DFunction(function_node.FunctionNode):
 
 
 class Convolution2DGradX(function_node.FunctionNode):
-    """gx = the transposed convolution of gy with W (input gradient). Inputs (gy, W)."""
+    """gx = the transposed convolution of gy with W (input gradient), of ``out_dtype`` (x's).
+    Inputs (gy, W)."""
 
-    def __init__(self, stride, pad, in_size, precision, gy_low=None):
+    def __init__(self, stride, pad, in_size, precision, gy_low=None, out_dtype=np.float32):
         self.stride, self.pad, self.in_size = stride, pad, tuple(in_size)
-        self.precision, self.gy_low = precision, gy_low
+        self.precision, self.gy_low, self.out_dtype = precision, gy_low, out_dtype
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))
         gy, W = inputs
-        gx = conv_grad_x(gy, W, self.stride, self.pad, self.in_size, self.precision, self.gy_low)
+        gx = conv_grad_x(gy, W, self.stride, self.pad, self.in_size, self.precision, self.gy_low,
+                         self.out_dtype)
         self.gy_low = None
         return gx,
 
@@ -371,8 +382,8 @@ class Convolution2DGradX(function_node.FunctionNode):
         ggx, = grad_outputs
         ret = []
         if 0 in indexes:
-            ret.append(Convolution2DFunction(self.stride, self.pad, self.precision)
-                       .apply((ggx, W))[0])
+            ret.append(Convolution2DFunction(self.stride, self.pad, self.precision,
+                                             out_dtype=gy.dtype).apply((ggx, W))[0])
         if 1 in indexes:
             ret.append(Convolution2DGradW(self.stride, self.pad, W.shape, self.precision)
                        .apply((ggx, gy))[0])
@@ -404,12 +415,12 @@ class Convolution2DGradW(function_node.FunctionNode):
             ggw = chainer.Variable(np.zeros(self.w_shape, np.float32))
         ret = []
         if 0 in indexes:
-            ret.append(Convolution2DGradX(self.stride, self.pad, x.shape[2:], self.precision)
-                       .apply((gy, ggw))[0])
+            ret.append(Convolution2DGradX(self.stride, self.pad, x.shape[2:], self.precision,
+                                          out_dtype=x.dtype).apply((gy, ggw))[0])
         if 1 in indexes:
             args = (x, ggw) if ggb is None else (x, ggw, ggb)
-            ret.append(Convolution2DFunction(self.stride, self.pad, self.precision)
-                       .apply(args)[0])
+            ret.append(Convolution2DFunction(self.stride, self.pad, self.precision,
+                                             out_dtype=gy.dtype).apply(args)[0])
         return ret
 
 
@@ -418,7 +429,10 @@ class Convolution2DGradW(function_node.FunctionNode):
 # ---------------------------------------------------------------------------------------------
 def _onednn_ok(arrays, stride, pad, w_shape):
     # (array types first: CuPy arrays never touch oneDNN, not even to load it)
-    if not all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays):
+    if not all(type(a) is np.ndarray for a in arrays):
+        return False
+    if arrays[0].dtype not in (np.float32, dnnl.BFLOAT16) or any(a.dtype != np.float32
+                                                                  for a in arrays[1:]):
         return False
     if not getattr(chainer.config, 'fast_cpu', True) or config.backend() != 'onednn':
         return False
@@ -448,14 +462,23 @@ def _stock_in_bands(x, W, b, pad):
     return chainer.Variable(y, requires_grad=False)
 
 
-def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
+def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False, keep_bf16=False):
     """Same contract as ``chainer.functions.convolution_2d`` (NCHW) for these arguments;
-    with ``relu``, ``F.relu`` of it (fused into the convolution on oneDNN)."""
+    with ``relu``, ``F.relu`` of it (fused into the convolution on oneDNN). x may be bfloat16
+    (``keep_bf16``'s output). ``keep_bf16``: where this convolution runs on oneDNN in precision
+    'bf16', the output is bfloat16 (``nnet.cpu.dnnl.BFLOAT16``), not float32: for outputs that
+    only this package's layers read (convolutions, pooling, unpooling), as autocast does."""
     inputs = (x, W) if b is None else (x, W, b)
     arrays = [chainer.as_array(v) if isinstance(v, chainer.Variable) else v for v in inputs]
     stride, pad = _pair(stride), _pair(pad)
     if _onednn_ok(arrays, stride, pad, arrays[1].shape):
-        return Convolution2DFunction(stride, pad, config.get_precision(), relu).apply(inputs)[0]
+        precision = config.get_precision()
+        if precision == 'fp32' and arrays[0].dtype == dnnl.BFLOAT16:  # (a bf16 graph's input)
+            inputs = (pool.as_float32(x),) + inputs[1:]
+        out_dtype = dnnl.BFLOAT16 if keep_bf16 and precision == 'bf16' else np.float32
+        return Convolution2DFunction(stride, pad, precision, relu, out_dtype).apply(inputs)[0]
+    x = pool.as_float32(x)
+    inputs, arrays[0] = (x,) + inputs[1:], chainer.as_array(x)
     y = None
     if (not chainer.config.enable_backprop and stride == (1, 1) and min(pad) >= 0
             and all(type(a) is np.ndarray for a in arrays) and arrays[0].ndim == 4):
@@ -480,11 +503,13 @@ class Convolution2D(L.Convolution2D):
             if self.W.grad is not None:  # (Chainer's initial one; backward writes into it)
                 self.W.grad = memory.hwio(self.W.grad)
 
-    def forward(self, x, relu=False):
+    def forward(self, x, relu=False, keep_bf16=False):
+        """``keep_bf16``: see ``convolution_2d``."""
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         if self.dilate != (1, 1) or self.groups != 1:
-            y = F.convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad,
-                                 dilate=self.dilate, groups=self.groups)
+            y = F.convolution_2d(pool.as_float32(x), self.W, self.b, stride=self.stride,
+                                 pad=self.pad, dilate=self.dilate, groups=self.groups)
             return F.relu(y) if relu else y
-        return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad, relu=relu)
+        return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad, relu=relu,
+                              keep_bf16=keep_bf16)

@@ -16,6 +16,7 @@ import functools
 import importlib.metadata
 import os
 
+import ml_dtypes
 import numpy as np
 
 from nnet.cpu import memory
@@ -213,8 +214,9 @@ def has_avx512():
 # ---------------------------------------------------------------------------------------------
 # Memory descriptors, memories, primitives
 # ---------------------------------------------------------------------------------------------
-DTYPES = {np.dtype(np.float32): F32, np.dtype(np.uint16): BF16,  # bf16 lives in uint16 arrays
-          np.dtype(np.uint8): U8}
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)  # NumPy's bfloat16 (ml_dtypes): 2 bytes, kind 'V'
+DTYPES = {np.dtype(np.float32): F32, BFLOAT16: BF16, np.dtype(np.uint8): U8}
+NUMPY_DTYPES = {F32: np.dtype(np.float32), BF16: BFLOAT16, U8: np.dtype(np.uint8)}
 
 
 class MemoryDesc:

@@ -44,14 +44,15 @@ def _lease_class(nbytes):
         class Lease(ctypes.c_ubyte * nbytes):
             def __del__(self):
                 try:
-                    _give_back(nbytes, self._buffer)
+                    _give_back(self._buffer)
                 except Exception:  # (interpreter shutdown)
                     pass
         cls = _LEASES[nbytes] = Lease
     return cls
 
 
-def _give_back(nbytes, buffer):
+def _give_back(buffer):
+    nbytes = len(buffer[0])
     _FREE.setdefault(nbytes, []).append(buffer)
     _HELD[0] += nbytes
     _release(_HELD[0] - RECYCLE_MAX_HELD)
@@ -67,13 +68,14 @@ def _release(nbytes):
 
 
 def _take(nbytes):
-    """(mmap, address) of a buffer of nbytes: a free one of that size, else a new mapping (for
-    which as much free memory goes back to the system first: the total does not grow while
-    free buffers of other sizes are held)."""
-    free = _FREE.get(nbytes)
-    if free:
-        _HELD[0] -= nbytes
-        return free.pop()
+    """(mmap, address) of a buffer of at least nbytes: the smallest free one of nbytes to
+    2 * nbytes, else a new mapping (for which as much free memory goes back to the system
+    first: the total does not grow while free buffers of other sizes are held)."""
+    fits = [size for size, free in _FREE.items() if free and nbytes <= size <= 2 * nbytes]
+    if fits:
+        size = min(fits)
+        _HELD[0] -= size
+        return _FREE[size].pop()
     _release(nbytes)
     _malloc_trim()
     mm = mmap.mmap(-1, nbytes)
@@ -109,7 +111,8 @@ def empty(shape, dtype=np.float32):
     on first touch (about 2.7 ms per MB on this project's VM), and malloc's free blocks get cut
     up by smaller arrays, so that a 1920x1080 forward pass asked the system for ever more
     memory. Large arrays from here are whole mappings of their own, reused for arrays of the
-    same size once the old ones are gone: the peak stays near what is alive at once.
+    same size or up to half as large once the old ones are gone (``_take``): the peak stays
+    near what is alive at once.
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

@@ -4,19 +4,22 @@
 ``unpooling_2x2(x, indexes, outsize)`` is ``F.upsampling_2d(x, indexes, ksize=2, stride=2,
 outsize=outsize)`` and ``relu(x)`` is ``F.relu(x)``: the same values and the same gradients.
 
-* Pooling and unpooling of float32 NumPy arrays (pooling: even H and W) are oneDNN's max-pooling
-  forward and backward primitives, channels-last. The indices are oneDNN's workspace: uint8,
-  the window position of the first maximum (0 = top-left, 1 = top-right, 2 = bottom-left,
-  3 = bottom-right, the order in which Chainer's indices count), so the unpooling is the
-  pooling's backward primitive. Unpooling's own backward (a gather, which oneDNN has no
-  primitive for) is a few whole-array NumPy passes over the four strided views of each 2x2
-  window, split by rows over a few Python threads (NumPy releases the GIL).
+* Pooling and unpooling of float32 or bfloat16 NumPy arrays (pooling: even H and W) are
+  oneDNN's max-pooling forward and backward primitives, channels-last, in the input's dtype.
+  The indices are oneDNN's workspace: uint8, the window position of the first maximum (0 =
+  top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right, the order in which Chainer's
+  indices count), so the unpooling is the pooling's backward primitive. Unpooling's own
+  backward (a gather, which oneDNN has no primitive for) is a few whole-array NumPy passes over
+  the four strided views of each 2x2 window, split by rows over a few Python threads (NumPy
+  releases the GIL).
 * ReLU (the model's ReLUs are fused into its convolutions, ``nnet.cpu.conv``; this one serves
-  the rest) and ReLU's backward run the same way in NumPy. ``relu(x, inplace=True)`` writes
-  into x's memory: for an x that nothing else uses, one full-size array less.
+  the rest) and ReLU's backward run the same way in NumPy (bfloat16 ones on their bits).
+  ``relu(x, inplace=True)`` writes into x's memory: for an x that nothing else uses, one
+  full-size array less.
 
 Anything else (CuPy, other dtypes, odd sizes, indices from elsewhere) goes to the stock
-functions, and so does everything on the fallback backend or under ``nnet.cpu.stock_path()``.
+functions, and so does everything on the fallback backend or under ``nnet.cpu.stock_path()``
+(a bfloat16 input cast to float32 first, ``as_float32``).
 """
 import concurrent.futures
 import os
@@ -83,16 +86,17 @@ def _channels_last(a):
     return out
 
 
-def _pooling_primitives(shape):
-    """oneDNN's 2x2/stride-2 max-pooling (forward, backward) for a float32 NCHW ``shape``, all
-    channels-last. Its workspace is our ``indexes``: uint8, the output's layout, the window
-    position 0..3 of the first maximum (row-major, as described at the top). None (and a
-    warning) if a library keeps it otherwise."""
+def _pooling_primitives(shape, dtype=np.float32):
+    """oneDNN's 2x2/stride-2 max-pooling (forward, backward) for an NCHW ``shape`` of
+    ``dtype`` (float32 or bfloat16), all channels-last. Its workspace is our ``indexes``:
+    uint8, the output's layout, the window position 0..3 of the first maximum (row-major, as
+    described at the top). None (and a warning) if a library keeps it otherwise."""
     def make():
         lib = dnnl.library()
         n, c, h, w = shape
-        src = dnnl.MemoryDesc.tagged(shape, dnnl.F32, dnnl.TAG_ACDB)
-        dst = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dnnl.F32, dnnl.TAG_ACDB)
+        dt = dnnl.DTYPES[np.dtype(dtype)]
+        src = dnnl.MemoryDesc.tagged(shape, dt, dnnl.TAG_ACDB)
+        dst = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dt, dnnl.TAG_ACDB)
         two, zero = dnnl.Dims(2, 2), dnnl.Dims(0, 0)
         fwd_pd, bwd_pd = dnnl._VP(), dnnl._VP()
         dnnl.check(lib.pooling_forward_primitive_desc_create(
@@ -115,13 +119,19 @@ def _pooling_primitives(shape):
                                                'in another layout; pooling uses stock Chainer')
             return False
         return forward, backward
-    return dnnl.cached(('maxpool2x2', tuple(shape)), make) or None
+    return dnnl.cached(('maxpool2x2', tuple(shape), np.dtype(dtype)), make) or None
+
+
+def _bits(a):
+    """A bfloat16 array's uint16 view (NumPy's own loops copy and compare it); others as are."""
+    return a.view(np.uint16) if a.dtype == dnnl.BFLOAT16 else a
 
 
 def _gather(g, indexes):
     """(N, C, H/2, W/2): g at each 2x2 window's position indexes."""
     n, c, h, w = g.shape
-    out = _empty((n, c, h // 2, w // 2), g)
+    result = _empty((n, c, h // 2, w // 2), g)
+    g, out = _bits(g), _bits(result)
 
     def rows(r0, r1):
         a, b, cc, d = _corners(g[:, :, 2 * r0:2 * r1])
@@ -131,21 +141,21 @@ def _gather(g, indexes):
             np.copyto(o, view, where=(idx == k))
 
     _by_rows(h // 2, g.size, rows)
-    return out
+    return result
 
 
 class MaxPooling2x2(function_node.FunctionNode):
-    """y = 2x2/stride-2 max-pooling of float32 x (even H, W; oneDNN), channels-last;
-    ``self.indexes`` (uint8, channels-last) after forward."""
+    """y = 2x2/stride-2 max-pooling of float32 or bfloat16 x (even H, W; oneDNN), x's dtype,
+    channels-last; ``self.indexes`` (uint8, channels-last) after forward."""
 
     indexes = None
 
     def forward(self, inputs):
         x, = inputs
         n, c, h, w = x.shape
-        y = memory.nhwc_empty((n, c, h // 2, w // 2))
+        y = memory.nhwc_empty((n, c, h // 2, w // 2), x.dtype)
         self.indexes = memory.nhwc_empty(y.shape, np.uint8)
-        forward, _ = _pooling_primitives(x.shape)
+        forward, _ = _pooling_primitives(x.shape, x.dtype)
         forward({dnnl.ARG_SRC: _channels_last(x), dnnl.ARG_DST: y,
                  dnnl.ARG_WORKSPACE: self.indexes})
         return y,
@@ -155,8 +165,9 @@ class MaxPooling2x2(function_node.FunctionNode):
 
 
 class Unpooling2x2(function_node.FunctionNode):
-    """Each float32 value to its window's position ``indexes`` (from ``MaxPooling2x2``) in a
-    zero (N, C, 2H, 2W) channels-last array: oneDNN's max-pooling backward."""
+    """Each value (float32 or bfloat16) to its window's position ``indexes`` (from
+    ``MaxPooling2x2``) in a zero (N, C, 2H, 2W) channels-last array of x's dtype: oneDNN's
+    max-pooling backward."""
 
     def __init__(self, indexes):
         self.indexes = indexes
@@ -164,8 +175,8 @@ class Unpooling2x2(function_node.FunctionNode):
     def forward(self, inputs):
         x, = inputs
         n, c, h, w = x.shape
-        out = memory.nhwc_empty((n, c, 2 * h, 2 * w))
-        _, backward = _pooling_primitives(out.shape)
+        out = memory.nhwc_empty((n, c, 2 * h, 2 * w), x.dtype)
+        _, backward = _pooling_primitives(out.shape, x.dtype)
         backward({dnnl.ARG_DIFF_DST: _channels_last(x), dnnl.ARG_WORKSPACE: self.indexes,
                   dnnl.ARG_DIFF_SRC: out})
         return out,
@@ -211,20 +222,25 @@ class ReLU(function_node.FunctionNode):
 
 
 class ReLUGrad(function_node.FunctionNode):
-    """g where y > 0, else 0 (ReLU's backward; y its output), by row chunks over the threads."""
+    """g where y > 0, else 0 (ReLU's backward; y its output), by row chunks over the threads.
+    g and y float32, or both bfloat16 (then masked as bits: a bfloat16 is > 0 where its bits,
+    read as int16, are)."""
 
     def __init__(self, y):
         self.y = y
 
     def forward(self, inputs):
         g, = inputs
-        out = _empty(g.shape, g)
+        result = _empty(g.shape, g)
+        g, out, y = _bits(g), _bits(result), self.y
+        if y.dtype == dnnl.BFLOAT16:
+            y = y.view(np.int16)
 
         def rows(r0, r1):
-            np.multiply(g[:, :, r0:r1], self.y[:, :, r0:r1] > 0, out=out[:, :, r0:r1])
+            np.multiply(g[:, :, r0:r1], y[:, :, r0:r1] > 0, out=out[:, :, r0:r1])
 
         _by_rows(g.shape[2], g.size, rows)
-        return out,
+        return result,
 
     def backward(self, indexes, grad_outputs):
         return ReLUGrad(self.y).apply(grad_outputs)
@@ -236,14 +252,36 @@ def _numpy_float(a):
 
 
 def _onednn_pooling(a, shape):
-    """Whether oneDNN pools ``a`` (float32 NumPy), of input ``shape`` (even H, W)."""
-    return (_numpy_float(a) and a.dtype == np.float32 and min(a.shape) > 0
-            and shape[2] % 2 == 0 and shape[3] % 2 == 0
-            and _pooling_primitives(tuple(shape)) is not None)
+    """Whether oneDNN pools ``a`` (float32 or bfloat16 NumPy), of input ``shape`` (even H,
+    W)."""
+    return (getattr(chainer.config, 'fast_cpu', True) and type(a) is np.ndarray
+            and a.dtype in (np.float32, dnnl.BFLOAT16) and a.ndim == 4 and min(a.shape) > 0
+            and config.backend() == 'onednn' and shape[2] % 2 == 0 and shape[3] % 2 == 0
+            and _pooling_primitives(tuple(shape), a.dtype) is not None)
 
 
 def _array(x):
     return chainer.as_array(x) if isinstance(x, chainer.Variable) else x
+
+
+class Cast(function_node.FunctionNode):
+    """x as ``dtype`` (float32 <-> bfloat16: ``F.cast`` gives no gradient to a bfloat16 x)."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, inputs):
+        x, = inputs
+        self.in_dtype = x.dtype
+        return x.astype(self.dtype),
+
+    def backward(self, indexes, grad_outputs):
+        return Cast(self.in_dtype).apply(grad_outputs)
+
+
+def as_float32(x):
+    """x, or a float32 cast of a bfloat16 x (for Chainer's own functions)."""
+    return Cast(np.float32).apply((x,))[0] if _array(x).dtype == dnnl.BFLOAT16 else x
 
 
 def max_pooling_2x2(x):
@@ -253,7 +291,7 @@ def max_pooling_2x2(x):
         node = MaxPooling2x2()
         y, = node.apply((x,))
         return y, node.indexes
-    return F.max_pooling_2d(x, 2, stride=2, return_indices=True)
+    return F.max_pooling_2d(as_float32(x), 2, stride=2, return_indices=True)
 
 
 def unpooling_2x2(x, indexes, outsize):
@@ -264,7 +302,7 @@ def unpooling_2x2(x, indexes, outsize):
             and type(indexes) is np.ndarray and indexes.dtype == np.uint8
             and indexes.shape == arr.shape and memory.is_channels_last(indexes)):
         return Unpooling2x2(indexes).apply((x,))[0]
-    return F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)
+    return F.upsampling_2d(as_float32(x), indexes, ksize=2, stride=2, outsize=outsize)
 
 
 def relu(x, inplace=False):
