@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nnet import cpu
-from nnet.cpu import conv, dnnl, pool
+from nnet.cpu import conv, dnnl, memory, pool
 from nnet.cpu.conv import convolution_2d
 from nnet.model import DIM
 from tests.conftest import ROOT
@@ -151,7 +151,7 @@ def test_bfloat16_activations_between_layers():
         results[keep, precision] = h, y, vs
     h, y, vs = results[True, 'bf16']
     h_ref = results[False, 'bf16'][0].array
-    assert h.dtype == BFLOAT16 and y.dtype == np.float32 and memory_channels_last(h.array)
+    assert h.dtype == BFLOAT16 and y.dtype == np.float32 and memory.is_channels_last(h.array)
     assert h.grad.dtype == BFLOAT16
     assert rel_err(h.array.astype(np.float32), h_ref) <= 2 ** -8
     assert [v.grad.dtype for v in vs] == [np.float32] * 5
@@ -161,11 +161,6 @@ def test_bfloat16_activations_between_layers():
     np.testing.assert_array_equal(y.array, results[False, 'bf16'][1].array)
     for v, r in zip(vs, results[False, 'bf16'][2]):
         np.testing.assert_array_equal(v.grad, r.grad)
-
-
-def memory_channels_last(a):
-    from nnet.cpu import memory
-    return memory.is_channels_last(a)
 
 
 @needs_bf16
@@ -631,7 +626,6 @@ def test_inference_in_bands_equals_one_piece(case, precision, monkeypatch):
 def test_recycled_buffers(monkeypatch):
     """Large arrays reuse the buffers of gone ones of the same size; aligned; the free ones
     held stay bounded."""
-    from nnet.cpu import memory
     monkeypatch.setattr(memory, 'RECYCLE_MIN', 1 << 16)
     monkeypatch.setattr(memory, 'RECYCLE_MAX_HELD', 3 << 18)
     a = memory.empty((4, 64, 256), np.float32)  # 256 KiB

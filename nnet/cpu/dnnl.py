@@ -216,7 +216,7 @@ def has_avx512():
 # ---------------------------------------------------------------------------------------------
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)  # NumPy's bfloat16 (ml_dtypes): 2 bytes, kind 'V'
 DTYPES = {np.dtype(np.float32): F32, BFLOAT16: BF16, np.dtype(np.uint8): U8}
-NUMPY_DTYPES = {F32: np.dtype(np.float32), BF16: BFLOAT16, U8: np.dtype(np.uint8)}
+NUMPY_DTYPES = {dt: numpy_dtype for numpy_dtype, dt in DTYPES.items()}
 
 
 class MemoryDesc:

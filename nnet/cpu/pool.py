@@ -246,17 +246,18 @@ class ReLUGrad(function_node.FunctionNode):
         return ReLUGrad(self.y).apply(grad_outputs)
 
 
-def _numpy_float(a):
+def _numpy_4d(a, dtype_ok):
+    """Whether ``a`` is a 4-D NumPy array whose dtype passes ``dtype_ok`` and this package's
+    own layers run (the oneDNN backend, not ``stock_path()``)."""
     return (getattr(chainer.config, 'fast_cpu', True) and type(a) is np.ndarray
-            and a.dtype.kind == 'f' and a.ndim == 4 and config.backend() == 'onednn')
+            and dtype_ok(a.dtype) and a.ndim == 4 and config.backend() == 'onednn')
 
 
 def _onednn_pooling(a, shape):
     """Whether oneDNN pools ``a`` (float32 or bfloat16 NumPy), of input ``shape`` (even H,
     W)."""
-    return (getattr(chainer.config, 'fast_cpu', True) and type(a) is np.ndarray
-            and a.dtype in (np.float32, dnnl.BFLOAT16) and a.ndim == 4 and min(a.shape) > 0
-            and config.backend() == 'onednn' and shape[2] % 2 == 0 and shape[3] % 2 == 0
+    return (_numpy_4d(a, lambda dt: dt in (np.float32, dnnl.BFLOAT16)) and min(a.shape) > 0
+            and shape[2] % 2 == 0 and shape[3] % 2 == 0
             and _pooling_primitives(tuple(shape), a.dtype) is not None)
 
 
@@ -308,6 +309,6 @@ def unpooling_2x2(x, indexes, outsize):
 def relu(x, inplace=False):
     """``F.relu(x)``. With ``inplace``, the result may share x's memory (x's values are then
     gone): only for an x that nothing else uses, such as a convolution's output."""
-    if _numpy_float(_array(x)):
+    if _numpy_4d(_array(x), lambda dt: dt.kind == 'f'):
         return ReLU(inplace).apply((x,))[0]
     return F.relu(x)
