@@ -1,5 +1,5 @@
-"""The CPU backend (nnet.cpu): oneDNN convolutions in float32 and bfloat16, NumPy pooling and
-ReLU, against Chainer's own functions; and the fallback."""
+"""The CPU backend (nnet.cpu): oneDNN convolutions, pooling and ReLU in float32 and bfloat16,
+against Chainer's own functions; and the fallback."""
 import collections
 import json
 import os
@@ -189,10 +189,9 @@ def test_bfloat16_input_elsewhere_is_cast_to_float32():
 
 
 @needs_bf16
-def test_pooling_of_bfloat16_equals_float32(monkeypatch):
+def test_pooling_of_bfloat16_equals_float32():
     """Pooling, unpooling, their gradients and ReLU's gradient on bfloat16 arrays: exactly the
     float32 results of the same values (maxima and copies are exact), in bfloat16."""
-    monkeypatch.setattr(pool, 'THREAD_CHUNK', 16)  # several row chunks, threads
     rng = np.random.RandomState(5)
     x = rng.randint(-4, 5, (2, 3, 8, 10)).astype(BFLOAT16)  # ties: the first maximum wins
     g = rng.randn(2, 3, 8, 10).astype(BFLOAT16)
@@ -338,8 +337,7 @@ def test_fallback_bands_equal_one_piece(monkeypatch):
                                atol=1e-6)
 
 
-def test_pooling_matches_chainer(monkeypatch):
-    monkeypatch.setattr(pool, 'THREAD_CHUNK', 16)  # several row chunks, threads
+def test_pooling_matches_chainer():
     rng = np.random.RandomState(0)
     x = rng.randint(-2, 3, (2, 3, 8, 10)).astype(np.float32)  # many ties: first maximum wins
     xv, xr = chainer.Variable(x), chainer.Variable(x.copy())
@@ -393,9 +391,45 @@ def test_pooling_of_other_inputs_is_stock():
         u.array, F.upsampling_2d(y, idx, ksize=2, stride=2, outsize=(4, 6)).array)
 
 
+@needs_onednn
+@pytest.mark.parametrize('dtype', [np.float32, pytest.param(BFLOAT16, marks=needs_bf16)])
+def test_unpooling_backward_is_the_gather_at_the_indices(dtype):
+    """Unpooling's backward (oneDNN: mask of 4s, product, 2x2 average) is exactly g at each
+    window's index, for a C-ordered g too (N > 1, odd half sizes, negative values)."""
+    rng = np.random.RandomState(3)
+    x = rng.randn(2, 5, 6, 10).astype(dtype)
+    y, idx = pool.max_pooling_2x2(x)
+    y = chainer.Variable(y.array)
+    u = pool.unpooling_2x2(y, idx, (6, 10))
+    g = (rng.randn(*u.shape) * 1e3).astype(dtype)  # (C order, unlike the primitives' layout)
+    u.grad = g
+    u.backward()
+    assert isinstance(u.creator, pool.Unpooling2x2)
+    n, c, h, w = idx.shape
+    rows = 2 * np.arange(h)[:, None] + idx // 2
+    cols = 2 * np.arange(w)[None, :] + idx % 2
+    want = g[np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None], rows, cols]
+    got = pool.Gather2x2(idx).forward((g,))[0]
+    assert got.dtype == np.dtype(dtype) and memory.is_channels_last(got)
+    np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))
+    np.testing.assert_array_equal(y.grad.astype(np.float32), want.astype(np.float32))
+
+
+@needs_onednn
+def test_relu_backward_in_another_layout_and_dtype():
+    """ReLU's backward (oneDNN) takes g in another layout or dtype than its output y: g where
+    y > 0, in y's dtype and layout."""
+    rng = np.random.RandomState(4)
+    y = memory.nhwc_empty((1, 3, 4, 5), np.float32)
+    y[...] = np.maximum(rng.randn(1, 3, 4, 5), 0)
+    g = rng.randn(1, 3, 4, 5)  # float64, C order
+    got = pool.ReLUGrad(y).forward((g,))[0]
+    assert got.dtype == np.float32 and memory.is_channels_last(got)
+    np.testing.assert_array_equal(got, (g * (y > 0)).astype(np.float32))
+
+
 @pytest.mark.parametrize('inplace', [False, True])
-def test_relu_matches_chainer(inplace, monkeypatch):
-    monkeypatch.setattr(pool, 'THREAD_CHUNK', 16)  # several row chunks
+def test_relu_matches_chainer(inplace):
     rng = np.random.RandomState(0)
     x = rng.randn(2, 3, 9, 8).astype(np.float32)
     want = F.relu(x).array

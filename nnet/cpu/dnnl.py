@@ -31,8 +31,9 @@ TAG_ANY, TAG_A, TAG_ABCD, TAG_ACDB = 1, 2, 5, 22
 FORWARD_TRAINING, FORWARD_INFERENCE, BACKWARD_DATA, BACKWARD_WEIGHTS = 64, 96, 160, 192
 # dnnl_alg_kind_t
 CONVOLUTION_DIRECT = 1
-ELTWISE_RELU = 32
-POOLING_MAX = 511
+ELTWISE_RELU, ELTWISE_RELU_USE_DST_FOR_BWD = 32, 256
+POOLING_MAX, POOLING_AVG_INCLUDE_PADDING = 511, 767
+BINARY_MUL = 0x1fff1
 # dnnl_engine_kind_t, dnnl_stream_flags_t
 ENGINE_CPU, STREAM_DEFAULT_FLAGS = 1, 1
 # dnnl_query_t
@@ -40,6 +41,7 @@ QUERY_SRC_MD, QUERY_DIFF_SRC_MD, QUERY_WEIGHTS_MD, QUERY_DIFF_WEIGHTS_MD = 129, 
 QUERY_DST_MD, QUERY_DIFF_DST_MD, QUERY_WORKSPACE_MD, QUERY_SCRATCHPAD_MD = 133, 134, 135, 136
 QUERY_IMPL_INFO_STR = 8
 # execution arguments (DNNL_ARG_*)
+ARG_SRC_1 = 2  # (ARG_SRC is ARG_SRC_0)
 ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_WORKSPACE, ARG_SCRATCHPAD = 1, 17, 33, 41, 64, 80
 ARG_DIFF_SRC, ARG_DIFF_DST, ARG_DIFF_WEIGHTS, ARG_DIFF_BIAS = 129, 145, 161, 169
 MAX_NDIMS = 12
@@ -111,6 +113,14 @@ _SIGNATURES = {
     'dnnl_pooling_forward_primitive_desc_create': (
         ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, ctypes.c_int, _VP, _VP, Dims, Dims,
                        Dims, Dims, Dims, _VP]),
+    'dnnl_eltwise_forward_primitive_desc_create': (
+        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, ctypes.c_int, _VP, _VP,
+                       ctypes.c_float, ctypes.c_float, _VP]),
+    'dnnl_eltwise_backward_primitive_desc_create': (
+        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, _VP, _VP, _VP, ctypes.c_float,
+                       ctypes.c_float, _VP, _VP]),
+    'dnnl_binary_primitive_desc_create': (
+        ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, _VP, _VP, _VP, _VP]),
     'dnnl_pooling_backward_primitive_desc_create': (
         ctypes.c_int, [ctypes.POINTER(_VP), _VP, ctypes.c_int, _VP, _VP, Dims, Dims, Dims, Dims,
                        Dims, _VP, _VP]),
