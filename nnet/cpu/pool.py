@@ -48,6 +48,15 @@ def _channels_last(a):
     return out
 
 
+def _window_mds(shape, dtype):
+    """Channels-last descriptors of an NCHW ``shape`` of ``dtype`` (float32, bfloat16 or
+    uint8) and of its 2x2/stride-2 pooling, (full, half)."""
+    n, c, h, w = shape
+    dt = dnnl.DTYPES[np.dtype(dtype)]
+    return (dnnl.MemoryDesc.tagged(shape, dt, dnnl.TAG_ACDB),
+            dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dt, dnnl.TAG_ACDB))
+
+
 def _pooling_primitives(shape, dtype=np.float32):
     """oneDNN's 2x2/stride-2 max-pooling (forward, backward) for an NCHW ``shape`` of
     ``dtype`` (float32 or bfloat16), all channels-last. Its workspace is our ``indexes``:
@@ -55,10 +64,7 @@ def _pooling_primitives(shape, dtype=np.float32):
     described at the top). None (and a warning) if a library keeps it otherwise."""
     def make():
         lib = dnnl.library()
-        n, c, h, w = shape
-        dt = dnnl.DTYPES[np.dtype(dtype)]
-        src = dnnl.MemoryDesc.tagged(shape, dt, dnnl.TAG_ACDB)
-        dst = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dt, dnnl.TAG_ACDB)
+        src, dst = _window_mds(shape, dtype)
         two, zero = dnnl.Dims(2, 2), dnnl.Dims(0, 0)
         fwd_pd, bwd_pd = dnnl._VP(), dnnl._VP()
         dnnl.check(lib.pooling_forward_primitive_desc_create(
@@ -75,7 +81,7 @@ def _pooling_primitives(shape, dtype=np.float32):
                                            dnnl.ARG_DIFF_DST: dnnl.QUERY_DIFF_DST_MD,
                                            dnnl.ARG_WORKSPACE: dnnl.QUERY_WORKSPACE_MD},
                                   (src, dst))
-        workspace = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dnnl.U8, dnnl.TAG_ACDB)
+        _, workspace = _window_mds(shape, np.uint8)
         if not dnnl.md_equal(forward.md(dnnl.ARG_WORKSPACE), workspace.handle):
             config.warn_once('pool-workspace', f'oneDNN at {lib.path} keeps max-pooling indices '
                                                'in another layout; pooling uses stock Chainer')
@@ -89,10 +95,7 @@ def _gather_primitives(shape, dtype):
     elementwise product of two such arrays and its 2x2/stride-2 average pooling."""
     def make():
         lib = dnnl.library()
-        n, c, h, w = shape
-        dt = dnnl.DTYPES[np.dtype(dtype)]
-        full = dnnl.MemoryDesc.tagged(shape, dt, dnnl.TAG_ACDB)
-        half = dnnl.MemoryDesc.tagged((n, c, h // 2, w // 2), dt, dnnl.TAG_ACDB)
+        full, half = _window_mds(shape, dtype)
         mul_pd, avg_pd = dnnl._VP(), dnnl._VP()
         dnnl.check(lib.binary_primitive_desc_create(
             dnnl.ctypes.byref(mul_pd), lib.engine, dnnl.BINARY_MUL, full.handle, full.handle,
