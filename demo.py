@@ -14,6 +14,9 @@ Folders: see ``utils.folders`` (progress, failures skipped and listed, complete 
 
 With no image and trimap it runs on the bundled imgs/astronaut_image.png and imgs/astronaut_trimap.png.
 """
+from utils.interrupts import quiet_while_importing
+quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
+
 import os
 import sys
 import time

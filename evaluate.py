@@ -13,6 +13,9 @@ first method), with ``utils.report``. The images go through ``utils.pipeline`` (
 checks, the saved matte) and ``dim`` through ``utils.backends`` (``--backend onnxruntime``
 scores an exported model).
 """
+from utils.interrupts import quiet_while_importing
+quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
+
 import os
 import sys
 import time

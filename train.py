@@ -2,6 +2,9 @@
 
 Re-running the same command resumes from the last snapshot in --log_root.
 """
+from utils.interrupts import quiet_while_importing
+quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
+
 import os
 import sys
 

@@ -213,6 +213,52 @@ def test_bad_input_from_the_shell_is_one_line(case_files):
     assert len(proc.stderr.strip().splitlines()) == 1 and 'Traceback' not in proc.stderr
 
 
+# A real SIGINT delivered inside imageio's Pillow plugin constructor, before it sets its
+# attributes: the half-built plugin's __del__ then fails (as in a Ctrl-C at a random moment)
+CTRL_C_IN_DECODER = """
+import os, signal, sys
+from imageio.plugins.pillow import PillowPlugin
+built = PillowPlugin.__init__
+def interrupted(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    built(self, *args, **kwargs)
+PillowPlugin.__init__ = interrupted
+import demo
+sys.exit(demo.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_inside_an_image_decoder_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, '-c', CTRL_C_IN_DECODER, str(ROOT / 'imgs' / 'synthetic_image.png'),
+         str(ROOT / 'imgs' / 'synthetic_trimap.png'), '--out_dir', str(tmp_path)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.split() == ['interrupted'], proc.stderr
+
+
+# A real SIGINT as the script starts importing Chainer (a second or more into its start)
+CTRL_C_WHILE_IMPORTING = """
+import os, runpy, signal, sys
+class CtrlCAtChainer:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'chainer':
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlCAtChainer())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize('script', ['train.py', 'demo.py', 'evaluate.py', 'utils/onnx_export.py'])
+def test_ctrl_c_while_a_script_imports_is_one_line(script):
+    proc = subprocess.run([sys.executable, '-c', CTRL_C_WHILE_IMPORTING, str(ROOT / script)],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.split() == ['interrupted'], proc.stderr
+
+
 # --------------------------------------------------------------------------- kills, divergence
 def all_files_intact(log_root):
     """Every final-named file in the log folder reads back completely."""

@@ -2,6 +2,7 @@
 import contextlib
 import sys
 
+from utils.interrupts import INTERRUPTED, raise_from_now_on, release_quietly
 from utils.utils import InputError
 
 
@@ -9,12 +10,14 @@ def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
     """Call ``run(*args)`` and turn the user's problems into one line on stderr and an exit code.
 
     InputError, OSError (writing: permissions, full disk) and ``errors`` give 'error: ...' and 1;
-    Ctrl-C prints ``interrupted`` and gives 130; otherwise the exit code is what ``run`` returns
+    Ctrl-C prints ``interrupted`` and gives 130 (raising KeyboardInterrupt again after a script's
+    ``utils.interrupts.quiet_while_importing``); otherwise the exit code is what ``run`` returns
     (None: 0). Before running, freed memory is kept for reuse (``nnet.cpu.keep_freed_memory``:
     faster CPU layers) and the first argument's ``--precision``, when it has one, is applied
     (``use_precision``).
     """
     from nnet.cpu import keep_freed_memory
+    raise_from_now_on()
     keep_freed_memory()
     try:
         with use_precision(args[0] if args else None):
@@ -22,9 +25,10 @@ def run_reporting_errors(run, *args, errors=(), interrupted='interrupted'):
     except (InputError, OSError) + tuple(errors) as e:
         print(f'error: {e}'.splitlines()[0], file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        release_quietly(e)
         print(f'\n{interrupted}', file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return code or 0
 
 

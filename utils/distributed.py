@@ -294,6 +294,8 @@ def run_reporting_errors(run, args, errors=(), interrupted='interrupted'):
     """
     from nnet.cpu import keep_freed_memory
     from utils.cli import use_precision
+    from utils.interrupts import INTERRUPTED, raise_from_now_on, release_quietly
+    raise_from_now_on()
     keep_freed_memory()
     job = None
     try:
@@ -309,8 +311,9 @@ def run_reporting_errors(run, args, errors=(), interrupted='interrupted'):
         return 1
     except (InputError, OSError) + tuple(errors) as e:
         return (job or Job()).fail(f'error: {e}'.splitlines()[0], 1)
-    except KeyboardInterrupt:
-        return (job or Job()).fail(f'error: {interrupted}', 130)
+    except KeyboardInterrupt as e:
+        release_quietly(e)
+        return (job or Job()).fail(f'error: {interrupted}', INTERRUPTED)
 
 
 class MeanOverRanks(extension.Extension):

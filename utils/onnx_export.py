@@ -32,6 +32,9 @@ what the stock functions compute.
 onnx_chainer is imported, from the type tables ``onnx.helper`` keeps: see ``_restore_onnx_mapping``.
 Nothing of onnx_chainer itself is patched.
 """
+from utils.interrupts import quiet_while_importing
+quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
+
 import contextlib
 import json
 import sys
