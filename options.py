@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 
+from utils.augment import AUGMENTATIONS
 from utils.utils import InputError, atomic_write
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -81,13 +82,17 @@ def train_parser():
     _add_common(p)
     d = p.add_argument_group('data')
     d.add_argument('--dataset_root', nargs='+', required=True, metavar='DIR',
-                   help='dataset folder(s): seed layout (input/ gt/ trimap/<set>/) or composition '
-                        'layout (fg/ alpha/ bg/); several are concatenated')
-    d.add_argument('--bg_dir', help='backgrounds to composite over: for composition-layout roots '
-                                    'without bg/, and for seed-layout roots, whose estimated '
-                                    'foregrounds are then also re-composited over them')
+                   help='dataset folder(s): seed layout (input/ gt/ trimap/<set>/), stem layout '
+                        '(image/ alpha/ [fg/] paired by file stem) or composition layout (fg/ '
+                        'alpha/ [bg/]); several are concatenated (list one twice to see it twice '
+                        'as often)')
+    d.add_argument('--bg_dir', help='backgrounds to composite over, one drawn afresh for every '
+                                    'example: for composition-layout roots (instead of their own '
+                                    'bg/), and for photographs, whose foregrounds are then also '
+                                    'composited')
     d.add_argument('--n_bg', type=positive_int, default=1,
-                   help='backgrounds per foreground when compositing (paper: 100)')
+                   help='composites of each foreground per epoch, each over its own background '
+                        '(paper: 100 backgrounds per foreground)')
     d.add_argument('--trimap_sets', nargs='+', help='seed layout: trimap sets to use (default all)')
     d.add_argument('--val_root', help='dataset for validation (default: the --val_names images, '
                                       'else every tenth training example)')
@@ -103,6 +108,14 @@ def train_parser():
                    help='radius range (pixels) of the random erosion that makes trimaps from alpha')
     d.add_argument('--given_trimaps', action='store_true',
                    help='use the dataset\'s trimaps instead of generating them (seed layout)')
+    d.add_argument('--augment', nargs='*', choices=AUGMENTATIONS, default=list(AUGMENTATIONS),
+                   help='augmentations of composited foregrounds (GCA-Matting\'s, beyond the '
+                        'paper): affine (rotation, scale, shear), jitter (hue, saturation, value), '
+                        'layer (a second foreground behind half of them); give none for the '
+                        'paper\'s crops and flips alone (default: all)')
+    d.add_argument('--noisy_alpha_roots', nargs='+', default=[], metavar='DIR',
+                   help='stem-layout --dataset_roots whose alpha below 16/255 is noise (mattes '
+                        'measured by triangulation): set to 0')
     d.add_argument('--loader_workers', type=nonnegative_int, default=0,
                    help='worker processes that composite, crop and augment the next batches '
                         'while the network trains (0: in the training thread; results are the '

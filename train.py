@@ -23,9 +23,13 @@ from utils.cli import run_reporting_errors
 from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
                               ModelCheckpoint, TrainingDiverged, WholeImageValidation)
 from utils.iterators import training_iterator
-from utils.loader import AugmentedDataset, MattingTransform, make_dataset, seed_layout_files
+from utils.loader import (AugmentedDataset, MattingTransform, foreground_loaders, make_dataset,
+                          seed_layout_files)
 from utils.utils import InputError
 from utils.vgg import read_vgg16_params
+
+
+NOISY_ALPHA_FLOOR = 16 / 255  # --noisy_alpha_roots: alpha below this is noise, set to 0
 
 
 def build_model(args):
@@ -65,9 +69,11 @@ def build_datasets(args):
     kernel = tuple(args.trimap_kernel)
     if args.stage == 2:  # the paper trains refinement without random dilation
         kernel = (sum(kernel) // 2,) * 2
-    common = dict(bg_dir=args.bg_dir, backgrounds_per_fg=args.n_bg, trimap_sets=args.trimap_sets,
-                  seed=args.seed)
-    raws = [make_dataset(root, exclude=args.val_names, **common) for root in args.dataset_root]
+    common = dict(bg_dir=args.bg_dir, backgrounds_per_fg=args.n_bg, trimap_sets=args.trimap_sets)
+    noisy = {os.path.realpath(r) for r in args.noisy_alpha_roots}
+    raws = [make_dataset(root, exclude=args.val_names, **common,
+                         alpha_floor=NOISY_ALPHA_FLOOR if os.path.realpath(root) in noisy else 0.0)
+            for root in args.dataset_root]
     raw = raws[0] if len(raws) == 1 else chainer.datasets.ConcatenatedDataset(*raws)
     if args.val_root:
         val_raw = make_dataset(args.val_root, **common)
@@ -85,7 +91,8 @@ def build_datasets(args):
         raise InputError('no training examples left after holding back validation examples')
     transform = dict(size=args.H, crop_sizes=args.crop_sizes, kernel_range=kernel,
                      generate_trimaps=not args.given_trimaps)
-    train = AugmentedDataset(raw, MattingTransform(seed=args.seed, **transform))
+    train = AugmentedDataset(raw, MattingTransform(seed=args.seed, augment=args.augment,
+                                                   partners=foreground_loaders(raw), **transform))
     val = AugmentedDataset(val_raw, MattingTransform(seed=args.seed + 1, flip=False, **transform))
     return train, chainer.datasets.SubDataset(val, 0, min(args.n_val, len(val)))
 
@@ -140,7 +147,8 @@ def run(args, job=None):
         files = [f for root, names in held_back_files(args.dataset_root, args.val_names,
                                                       args.trimap_sets).items()
                  for f in seed_layout_files(root, args.trimap_sets, names)]
-        trainer.extend(WholeImageValidation(files, model, refine=args.stage != 1),
+        trainer.extend(WholeImageValidation(files, model, refine=args.stage != 1,
+                                            batch_size=args.batch_size),
                        trigger=every(args.val_whole_frq))
     trainer.extend(extensions.observe_lr(observation_key='lr'), trigger=log_every)
     trainer.extend(extensions.LogReport(trigger=log_every))

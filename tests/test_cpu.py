@@ -685,20 +685,20 @@ def test_recycled_buffers(monkeypatch):
 
 @needs_bf16
 def test_bfloat16_training_follows_float32(composition_root, tmp_path):
-    """A short training run of a narrow DIM on generated data: with --precision bf16 the logged
-    loss stays within 5% of the float32 run's at every log point (same seed and data;
-    measured: within 2.8% with bfloat16 activations between the layers, 2.2% before them,
-    while the loss falls by about 10%; the first 30 iterations agree within 0.01%, the
-    untrained network's output being saturated)."""
+    """A short training run of a narrow DIM on generated data (the paper's augmentation alone):
+    with --precision bf16 the logged loss stays within 5% of the float32 run's at every log
+    point (same seed and data; measured: within 0.001% while the loss falls by about 4%, the
+    narrow network's output staying near saturation this early; tests/test_fitting.py trains
+    bf16 until the loss has fallen 10x)."""
     import train
     curves = {}
     for precision in ('fp32', 'bf16'):
         log_root = str(tmp_path / precision)
         code = train.main(['--dataset_root', composition_root, '--log_root', log_root,
-                           '--max_iter', '50', '--base_lr', '5e-4', '--ckpt_frq', '50',
+                           '--max_iter', '50', '--base_lr', '1e-3', '--ckpt_frq', '50',
                            '--val_frq', '50', '--width', '0.125', '--H', '64', '--W', '64',
                            '--crop_sizes', '64', '96', '--batch_size', '4', '--log_frq', '5',
-                           '--seed', '0', '--precision', precision])
+                           '--seed', '0', '--precision', precision, '--augment'])
         assert code == 0
         with open(os.path.join(log_root, 'log')) as f:
             curves[precision] = np.array([e['main/loss'] for e in json.load(f)])

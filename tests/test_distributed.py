@@ -141,7 +141,7 @@ def test_error_on_rank_one_stops_both_ranks_with_one_line(tmp_path):
     synthetic.write_composition_dataset(str(root), 16, np.random.default_rng(1), size=(64, 64))
     log_root = tmp_path / 'run'
     common = ['--dataset_root', str(root), '--log_root', str(log_root), '--max_iter', '20',
-              '--ckpt_frq', '1'] + TINY
+              '--ckpt_frq', '1', '--augment'] + TINY  # (no layering: each reads its own alone)
     # the foreground that rank 1 alone reads first, in the third iteration: truncate it
     data, _ = train.build_datasets(options.train_parser().parse_args(common))
     shards = [EpochShards(data, 4, seed=0, rank=r, size=2) for r in (0, 1)]

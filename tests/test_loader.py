@@ -1,11 +1,13 @@
 """Datasets and augmentation: aligned, valid crops; layouts; reproducible randomness."""
 import numpy as np
 import pytest
+from chainer.datasets import ConcatenatedDataset
 
 from utils import synthetic
 from utils.loader import (AugmentedDataset, MattingTransform, crop_around_unknown,
-                          fit_background, generate_trimap, make_dataset, resize_to)
-from utils.utils import composite, read_trimap, write_png
+                          fit_background, foreground_loaders, generate_trimap, layout, make_dataset,
+                          resize_to)
+from utils.utils import InputError, composite, read_trimap, write_png
 
 VALUES = {0.0, np.float32(128 / 255), 1.0}
 
@@ -148,21 +150,56 @@ def test_resize_to_shrinks_with_antialiasing_and_keeps_trimap_values():
     assert set(np.unique(resize_to(trimap, 320, nearest=True))) == {0, 128, 255}
 
 
-def test_recomposited_seed_dataset_uses_new_backgrounds(seed_root, tmp_path):
+def test_photographs_are_also_composited_over_fresh_backgrounds(seed_root, tmp_path):
     bg_dir = tmp_path / 'bgs'
-    write_png(str(bg_dir / 'b0.png'), np.zeros((40, 40, 3)))  # smaller: scaled up
-    raw = make_dataset(str(seed_root), bg_dir=str(bg_dir), backgrounds_per_fg=1)
-    assert len(raw) == 4  # 2 originals + 2 re-composited
-    example = raw[3]
-    assert example['trimap'] is None
-    assert np.all(example['bg'] == 0)
-    np.testing.assert_allclose(example['image'], example['alpha'][..., None] * example['fg'],
-                               atol=1e-6)
+    for i, value in enumerate((0.0, 0.5, 1.0)):  # three flat backgrounds, smaller: scaled up
+        write_png(str(bg_dir / f'b{i}.png'), np.full((40, 40, 3), value))
+    raw = make_dataset(str(seed_root), bg_dir=str(bg_dir), backgrounds_per_fg=2)
+    assert len(raw) == 2 + 2 * 2  # the photographs as they are + two composites of each
+    assert raw[0]['image'] is not None and raw[2]['image'] is None
+    data = AugmentedDataset(raw, MattingTransform(size=32, crop_sizes=(32, 48), seed=4))
+    n, seen = len(raw), set()
+    for epoch in range(1, 9):
+        image, trimap, alpha, fg, bg = data[epoch * n + 2]
+        np.testing.assert_allclose(image, alpha * fg + (1 - alpha) * bg, atol=1e-5)
+        assert np.ptp(bg) < 1e-6  # one flat background ...
+        seen.add(round(float(bg.mean()), 2))
+    assert seen == {0.0, 0.5, 1.0}  # ... drawn afresh: every one of them over 8 draws
+
+
+def test_stem_layout_pairs_by_stem_reads_fg_and_floors_noisy_alpha(tmp_path):
+    rng = np.random.default_rng(3)
+    alpha = synthetic.make_alpha(rng, 64, 64)
+    alpha[:8] = 0.03  # backdrop noise of a measured matte
+    fg = synthetic.make_foreground(rng, 64, 64)
+    write_png(str(tmp_path / 'image' / 'a.jpg'), composite(alpha, fg, np.zeros_like(fg)))  # JPEG
+    write_png(str(tmp_path / 'alpha' / 'a.png'), alpha)
+    write_png(str(tmp_path / 'fg' / 'a.png'), fg)
+    assert layout(str(tmp_path)) == 'stem'
+    plain = make_dataset(str(tmp_path))[0]
+    floored = make_dataset(str(tmp_path), alpha_floor=16 / 255)[0]
+    assert plain['trimap'] is None and plain['name'] == 'a.jpg'
+    np.testing.assert_allclose(plain['fg'], np.round(fg * 255) / 255, atol=1e-6)  # read, not estimated
+    assert np.all(plain['alpha'][:8] > 0) and np.all(floored['alpha'][:8] == 0)
+    kept = plain['alpha'] >= 16 / 255
+    np.testing.assert_array_equal(plain['alpha'][kept], floored['alpha'][kept])
+    write_png(str(tmp_path / 'image' / 'b.jpg'), composite(alpha, fg, np.zeros_like(fg)))
+    with pytest.raises(InputError, match='alpha missing for b.jpg'):
+        make_dataset(str(tmp_path))
+
+
+def test_layering_partners_come_from_every_root(composition_root, seed_root, tmp_path):
+    bg_dir = tmp_path / 'bgs'
+    write_png(str(bg_dir / 'b.png'), np.zeros((40, 40, 3)))
+    raw = ConcatenatedDataset(make_dataset(str(composition_root)),
+                              make_dataset(str(seed_root), bg_dir=str(bg_dir)),
+                              make_dataset(str(seed_root), bg_dir=str(bg_dir)))  # listed twice
+    names = sorted(name for name, _ in foreground_loaders(raw))
+    assert names == ['0000.png', '0001.png', '0002.png', 'im0.png', 'im1.png']
 
 
 def test_seed_layout_missing_gt_is_an_input_error(seed_root, tmp_path):
     import shutil
-    from utils.utils import InputError
     broken = tmp_path / 'broken'
     shutil.copytree(seed_root, broken)
     (broken / 'gt' / 'im1.png').unlink()

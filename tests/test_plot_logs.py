@@ -37,3 +37,15 @@ def test_missing_validation_and_wrong_labels_are_one_line(tmp_path, capsys):
     assert plot_logs.main(['--whole', first, '--labels', 'a', 'b', '--out', str(tmp_path / 'x.png')]) == 1
     assert one_error_line(capsys.readouterr().err)
     assert not (tmp_path / 'x.png').exists()
+
+
+def test_examples_seen_scale_each_phase_by_its_batch_size(tmp_path):
+    first = write_history(tmp_path / 's1_160', [150, 300], [30.0, 20.0])
+    second = write_history(tmp_path / 's1_320', [200, 400], [15.0, 10.0])
+    (tmp_path / 's1_160' / 'options.json').write_text(json.dumps({'batch_size': 4}))
+    (tmp_path / 's1_320' / 'options.json').write_text(json.dumps({'batch_size': 2}))
+    seen, *_ = plot_logs.read_whole_validation(f'{first}+{second}', examples=True)
+    assert seen == [600, 1200, 1600, 2000]
+    out = tmp_path / 'curves.png'
+    assert plot_logs.main(['--whole', f'{first}+{second}', '--examples', '--out', str(out)]) == 0
+    assert out.stat().st_size > 0

@@ -2,7 +2,7 @@
 
 Chainer's caffe_pb2 was generated for protobuf 3; protobuf >= 4 refuses such modules with its
 default (upb) implementation and accepts them with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python,
-the setting README's conversion command uses. Each case runs in a fresh interpreter (the setting
+the setting the conversion command of docs/differences.md uses. Each case runs in a fresh interpreter (the setting
 is read when protobuf is first imported).
 """
 import os

@@ -167,12 +167,15 @@ class WholeImageValidation(extension.Extension):
         files: (name, image path, alpha path, trimap set, trimap path) per scored matte, as
             ``utils.loader.seed_layout_files`` lists them.
         model: ``nnet.model.DIM``; refine: score the refined alpha (else the encoder-decoder's).
+        batch_size: examples per iteration over all processes; each entry records
+            ``examples``, the training examples seen so far (iteration x batch_size).
     """
     priority = extension.PRIORITY_WRITER
     KEYS = ('SAD', 'MSE', 'Grad')
 
-    def __init__(self, files, model, refine):
+    def __init__(self, files, model, refine, batch_size=1):
         self.files, self.model, self.refine = files, model, refine
+        self.batch_size = int(batch_size)
 
     def _read(self, file):
         _, image, alpha, _, trimap = file
@@ -204,7 +207,8 @@ class WholeImageValidation(extension.Extension):
         result = self._scores(lambda image, trimap: self.model.predict(image, trimap,
                                                                        refine=self.refine))
         history['validations'] = [v for v in history['validations'] if v['iteration'] < iteration]
-        history['validations'].append({'iteration': iteration, **result})
+        history['validations'].append({'iteration': iteration,
+                                       'examples': iteration * self.batch_size, **result})
         chainer.report({f'validation/whole/{k}': v for k, v in result['mean'].items()})
 
         def write(tmp):

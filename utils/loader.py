@@ -1,25 +1,30 @@
 """Datasets and augmentation for training (Chainer datasets).
 
-Two dataset layouts:
+Three dataset layouts (``layout``):
 
-* **seed layout** (``make_seed_dataset``): ``ROOT/input/*.png`` images, ``ROOT/gt/*.png`` alpha
+* **seed layout** (``SeedLayoutDataset``): ``ROOT/input/*.png`` images, ``ROOT/gt/*.png`` alpha
   mattes and ``ROOT/trimap/<set>/*.png`` trimaps with the same file names. ``image/``, ``alpha/``
   and top-level ``trimap*/`` folders are accepted too (the alphamatting.com naming). Each image
   is used with each of its trimaps; F and B, needed by the compositional loss, are estimated
-  from I and alpha with pymatting's ``estimate_foreground_ml``. With ``bg_dir`` the estimated
-  foregrounds are also re-composited over new backgrounds (``make_recomposited_dataset``).
+  from I and alpha with pymatting's ``estimate_foreground_ml``.
+* **stem layout** (``StemLayoutDataset``, Adobe's naming): ``ROOT/image/`` and ``ROOT/alpha/``
+  paired by file stem (``x.jpg`` with ``x.png``), optionally ``ROOT/fg/`` (foreground colours;
+  estimated where absent); no trimaps.
 * **composition layout** (``make_composition_dataset``, Adobe's): ``ROOT/fg/``, ``ROOT/alpha/``
-  and a background folder (``ROOT/bg/``, or ``bg_dir`` where that is absent); each foreground is
-  composited with ``backgrounds_per_fg`` backgrounds as in the paper's code: the background is
-  scaled up (bicubic, Pillow's) where smaller than the foreground, cropped to its size,
-  I = alpha F + (1 - alpha) B.
+  and a background folder (``bg_dir``, else ``ROOT/bg/``).
 
-Raw examples are dicts of full-size float32 HWC arrays: image, alpha (H, W), fg, bg and
-``trimap`` (uint8 {0, 128, 255} or None). ``MattingTransform`` turns one into a training
-example, as the paper augments: a trimap from the ground truth by random dilation and erosion of
-its unknown band, a 320/480/640 crop centred on an unknown pixel resized to ``size``, a random
-horizontal flip. The training example is a tuple of float32 CHW arrays
-``(image (3,S,S) in [0,1], trimap (1,S,S) in {0, 128/255, 1}, alpha (1,S,S) in [0,1],
+Raw examples are dicts of full-size float32 HWC arrays. A *photograph* has image, alpha (H, W),
+fg, bg and ``trimap`` (uint8 {0, 128, 255}, or None: made from the alpha). A *foreground*
+(``ForegroundDataset``: every composition-layout example, and with ``bg_dir`` each photograph's
+foreground once more) has fg, alpha, image None and the background paths; it is composited
+I = alpha F + (1 - alpha) B over a background drawn afresh for every example.
+
+``MattingTransform`` turns a raw example into a training example. As the paper augments: a trimap
+from the ground truth by random dilation and erosion of its unknown band, a 320/480/640 crop
+centred on an unknown pixel resized to ``size``, a random horizontal flip. Foregrounds also get,
+in the manner of GCA-Matting (``utils.augment``): a random affine warp, colour jitter and, half
+of the time, a second foreground layered behind them. The training example is a tuple of float32
+CHW arrays ``(image (3,S,S) in [0,1], trimap (1,S,S) in {0, 128/255, 1}, alpha (1,S,S) in [0,1],
 fg (3,S,S), bg (3,S,S))``, the argument list of ``nnet.loss.MattingLoss``.
 """
 import functools
@@ -29,11 +34,14 @@ import chainer
 import numpy as np
 from PIL import Image
 
+from utils.augment import (AUGMENTATIONS, background_window, cut_foreground, jitter_colour,
+                           layer_foregrounds, resize, window)
 from utils.trimap import erode_to_trimap
 from utils.utils import (UNKNOWN, InputError, composite, estimate_foreground, hwc_to_chw,
                          list_images, read_alpha, read_image, read_trimap)
 
 CROP_SIZES = (320, 480, 640)
+LAYER_PROBABILITY = 0.5  # GCA-Matting's: a second foreground behind half of the examples
 
 
 # --------------------------------------------------------------------------- raw datasets
@@ -137,67 +145,133 @@ class SeedLayoutDataset(chainer.dataset.DatasetMixin):
         return {'name': name, 'image': image, 'alpha': alpha, 'fg': fg, 'bg': bg, 'trimap': trimap}
 
 
-def _resize(array, height, width, resample):
-    """(H, W[, C]) float32 -> (height, width[, C]) float32 by Pillow's ``resample`` filter, one
-    channel at a time (Pillow's float32 images have one channel). Downscaling widens the filter
-    by the scale factor (antialiased)."""
-    planes = array[:, :, None] if array.ndim == 2 else array
-    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c], np.float32))
-                               .resize((width, height), resample))
-                    for c in range(planes.shape[2])], axis=2)
-    return out[:, :, 0] if array.ndim == 2 else out
-
-
 def fit_background(bg, height, width):
     """Scale a background (H, W, C) float32 in [0, 1] up where smaller than (height, width), then
     crop its top-left (height, width).
 
     The scaling is bicubic (Pillow's, Keys' a = -0.5), clipped to [0, 1]: about 60x faster than
-    scikit-image's order-3 spline, whose upscale of a 500x375 background to a 1620x1080 portrait
-    took most of the time the training loader spent on an example.
+    scikit-image's order-3 spline.
     """
     h, w = bg.shape[:2]
     scale = max(height / h, width / w)
     if scale > 1:
-        bg = _resize(bg, int(np.ceil(h * scale)), int(np.ceil(w * scale)),
-                     Image.Resampling.BICUBIC)
+        bg = resize(bg, int(np.ceil(h * scale)), int(np.ceil(w * scale)), Image.Resampling.BICUBIC)
         bg = np.clip(bg, 0, 1)
     return bg[:height, :width]
 
 
-class CompositionDataset(chainer.dataset.DatasetMixin):
-    """Foregrounds composited over backgrounds: I = alpha F + (1 - alpha) B.
+def stem_layout_files(root, exclude=()):
+    """List (name, image path, alpha path, fg path or None) of a stem-layout dataset.
+
+    Stem layout: ``ROOT/image/`` and ``ROOT/alpha/`` (and optionally ``ROOT/fg/``, the
+    foreground colours) pair files by stem, as Adobe's release does (``x.jpg`` with ``x.png``).
+    """
+    image_dir, alpha_dir = _find_dir(root, 'image', 'input'), _find_dir(root, 'alpha', 'gt')
+    fg_dir = os.path.join(root, 'fg')
+    by_stem = {}
+    for folder in (alpha_dir, fg_dir):
+        by_stem[folder] = ({os.path.splitext(f)[0]: os.path.join(folder, f)
+                            for f in list_images(folder)} if os.path.isdir(folder) else {})
+    drop = set(exclude or ())
+    out = []
+    for f in list_images(image_dir):
+        stem = os.path.splitext(f)[0]
+        if f in drop or stem in drop:
+            continue
+        alpha = by_stem[alpha_dir].get(stem)
+        if alpha is None:
+            raise InputError(f'{alpha_dir}: ground-truth alpha missing for {f}')
+        out.append((f, os.path.join(image_dir, f), alpha, by_stem[fg_dir].get(stem)))
+    if not out:
+        raise InputError(f'{image_dir}: no images')
+    return out
+
+
+def _floored(alpha, floor):
+    """Alpha with values below ``floor`` set to 0 (noise of a measured matte's backdrop)."""
+    if floor > 0:
+        alpha = np.where(alpha < floor, np.float32(0), alpha)
+    return alpha
+
+
+@functools.lru_cache(maxsize=None)
+def _stem_photo(image_path, alpha_path, fg_path, alpha_floor):
+    """(image, alpha, F, B) of a stem-layout photograph; F read from ``fg_path`` where given."""
+    image = read_image(image_path)
+    alpha = _floored(read_alpha(alpha_path), alpha_floor)
+    if image.shape[:2] != alpha.shape:
+        raise InputError(f'{alpha_path}: size {alpha.shape} differs from image {image.shape[:2]}')
+    fg, bg = estimate_foreground(image, alpha)
+    if fg_path:
+        fg = read_image(fg_path)
+        if fg.shape != image.shape:
+            raise InputError(f'{fg_path}: size {fg.shape[:2]} differs from image {image.shape[:2]}')
+    return image, alpha, fg, bg
+
+
+def _stem_fg_alpha(image_path, alpha_path, fg_path, alpha_floor):
+    _, alpha, fg, _ = _stem_photo(image_path, alpha_path, fg_path, alpha_floor)
+    return fg, alpha
+
+
+class StemLayoutDataset(chainer.dataset.DatasetMixin):
+    """Photographs with their ground truth and no trimaps (stem layout, see ``stem_layout_files``).
+
+    Example: dict image (H,W,3), alpha (H,W), fg (H,W,3), bg (H,W,3) float32 in [0,1] and
+    trimap None (made from the alpha); fg read from ``fg/`` where given, else estimated.
+    Alpha below ``alpha_floor`` is set to 0.
+    """
+
+    def __init__(self, root, exclude=(), alpha_floor=0.0):
+        self.files = stem_layout_files(root, exclude)
+        self.alpha_floor = float(alpha_floor)
+
+    def __len__(self):
+        return len(self.files)
+
+    def foregrounds(self):
+        """[(name, loader)] with loader() -> (fg, alpha), for compositing."""
+        return [(name, functools.partial(_stem_fg_alpha, image, alpha, fg, self.alpha_floor))
+                for name, image, alpha, fg in self.files]
+
+    def get_example(self, i):
+        name, image_path, alpha_path, fg_path = self.files[i]
+        image, alpha, fg, bg = _stem_photo(image_path, alpha_path, fg_path, self.alpha_floor)
+        return {'name': name, 'image': image, 'alpha': alpha, 'fg': fg, 'bg': bg, 'trimap': None}
+
+
+class ForegroundDataset(chainer.dataset.DatasetMixin):
+    """Foregrounds to composite over backgrounds drawn afresh at every draw.
+
+    ``MattingTransform`` composites I = alpha F + (1 - alpha) B over a window of one of
+    ``background_paths``, drawn from the example's own seed, so no two draws share a
+    background by design (the paper's 100 backgrounds per foreground, without a fixed list).
 
     Args:
         foregrounds: list of (name, loader) where loader() -> (fg (H,W,3), alpha (H,W)).
         background_paths: background image files.
-        backgrounds_per_fg: N, backgrounds per foreground (example count = N x foregrounds).
-        seed: picks which backgrounds go with which foreground (fixed for the dataset).
-    Example: dict image, alpha, fg, bg (full size, float32 [0,1]) and trimap None.
+        repeat: draws of each foreground per epoch (example count = repeat x foregrounds).
+    Example: dict name, fg (H,W,3), alpha (H,W) float32 in [0,1], image None and
+    backgrounds (the paths).
     """
 
-    def __init__(self, foregrounds, background_paths, backgrounds_per_fg=1, seed=0):
+    def __init__(self, foregrounds, background_paths, repeat=1):
         if not foregrounds:
             raise InputError('no foregrounds to composite')
         if not background_paths:
             raise InputError('no background images to composite over')
-        self.foregrounds = foregrounds
-        self.background_paths = background_paths
-        self.per_fg = int(backgrounds_per_fg)
-        order = np.random.default_rng(seed).permutation(
-            max(len(background_paths), len(foregrounds) * self.per_fg))
-        self.bg_index = order % len(background_paths)
+        self.foregrounds = list(foregrounds)
+        self.background_paths = tuple(background_paths)
+        self.repeat = int(repeat)
 
     def __len__(self):
-        return len(self.foregrounds) * self.per_fg
+        return len(self.foregrounds) * self.repeat
 
     def get_example(self, i):
-        name, load = self.foregrounds[i // self.per_fg]
+        name, load = self.foregrounds[i // self.repeat]
         fg, alpha = load()
-        bg = read_image(self.background_paths[self.bg_index[i % len(self.bg_index)]])
-        bg = fit_background(bg, *alpha.shape)
-        return {'name': name, 'image': composite(alpha, fg, bg), 'alpha': alpha,
-                'fg': fg, 'bg': bg, 'trimap': None}
+        return {'name': name, 'fg': fg, 'alpha': alpha, 'image': None, 'trimap': None,
+                'backgrounds': self.background_paths}
 
 
 def _read_fg_alpha(fg_path, alpha_path):
@@ -207,45 +281,79 @@ def _read_fg_alpha(fg_path, alpha_path):
     return fg, alpha
 
 
-def make_composition_dataset(root, bg_dir=None, backgrounds_per_fg=1, seed=0):
-    """A ``CompositionDataset`` of the composition layout (fg/, alpha/, and bg/ or ``bg_dir``)."""
+def _background_paths(bg_dir):
+    return [os.path.join(bg_dir, f) for f in list_images(bg_dir)]
+
+
+def make_composition_dataset(root, bg_dir=None, backgrounds_per_fg=1):
+    """A ``ForegroundDataset`` of the composition layout: fg/, alpha/, and the backgrounds of
+    ``bg_dir``, else of the root's own bg/."""
     fg_dir, alpha_dir = _find_dir(root, 'fg'), _find_dir(root, 'alpha')
-    if os.path.isdir(os.path.join(root, 'bg')) or not bg_dir:
-        bg_dir = _find_dir(root, 'bg')
+    bg_dir = bg_dir or _find_dir(root, 'bg')
     foregrounds = []
     for f in list_images(fg_dir):
         alpha = os.path.join(alpha_dir, f)
         if not os.path.isfile(alpha):
             raise InputError(f'{alpha}: alpha missing for foreground {f}')
         foregrounds.append((f, functools.partial(_read_fg_alpha, os.path.join(fg_dir, f), alpha)))
-    backgrounds = [os.path.join(bg_dir, f) for f in list_images(bg_dir)]
-    return CompositionDataset(foregrounds, backgrounds, backgrounds_per_fg, seed)
+    return ForegroundDataset(foregrounds, _background_paths(bg_dir), backgrounds_per_fg)
 
 
-def make_recomposited_dataset(root, bg_dir, backgrounds_per_fg=1, names=None, exclude=(), seed=0):
-    """Seed-layout images' estimated foregrounds composited over the images in ``bg_dir``."""
+def make_recomposited_dataset(root, bg_dir, backgrounds_per_fg=1, names=None, exclude=()):
+    """Seed-layout images' estimated foregrounds, to composite over the images in ``bg_dir``."""
     files = {f[0]: f for f in seed_layout_files(root, names=names, exclude=exclude)}
     foregrounds = [(name, functools.partial(_estimated_fg_alpha, image_path, alpha_path))
                    for name, image_path, alpha_path, _, _ in files.values()]
-    backgrounds = [os.path.join(bg_dir, f) for f in list_images(bg_dir)]
-    return CompositionDataset(foregrounds, backgrounds, backgrounds_per_fg, seed)
+    return ForegroundDataset(foregrounds, _background_paths(bg_dir), backgrounds_per_fg)
+
+
+def layout(root):
+    """'composition' (fg/ alpha/, no images), 'seed' (images with trimap sets) or 'stem'
+    (images and alphas paired by stem, no trimaps); InputError for a missing folder."""
+    if not os.path.isdir(root):
+        raise InputError(f'{root}: dataset folder not found')
+    has_images = any(os.path.isdir(os.path.join(root, d)) for d in ('image', 'input'))
+    if os.path.isdir(os.path.join(root, 'fg')) and not has_images:
+        return 'composition'
+    return 'seed' if find_trimap_sets(root) else 'stem'
 
 
 def make_dataset(root, bg_dir=None, backgrounds_per_fg=1, trimap_sets=None, names=None,
-                 exclude=(), seed=0):
+                 exclude=(), alpha_floor=0.0):
     """The raw dataset of ``root``, whichever layout it has (see the module docstring).
 
-    ``names`` / ``exclude`` select images of a seed-layout dataset by file name or stem.
+    Photographs (seed and stem layouts) come as they are; with ``bg_dir`` their foregrounds
+    are also composited over those backgrounds, ``backgrounds_per_fg`` draws per epoch.
+    ``names`` / ``exclude`` select images by file name or stem (``names``: seed layout only);
+    ``alpha_floor``: stem layout, alpha below it is set to 0.
     """
-    if not os.path.isdir(root):
-        raise InputError(f'{root}: dataset folder not found')
-    if os.path.isdir(os.path.join(root, 'fg')):
-        return make_composition_dataset(root, bg_dir, backgrounds_per_fg, seed)
-    originals = SeedLayoutDataset(root, trimap_sets, names, exclude)
-    if not bg_dir:
-        return originals
-    return chainer.datasets.ConcatenatedDataset(
-        originals, make_recomposited_dataset(root, bg_dir, backgrounds_per_fg, names, exclude, seed))
+    kind = layout(root)
+    if kind == 'composition':
+        return make_composition_dataset(root, bg_dir, backgrounds_per_fg)
+    if kind == 'stem':
+        photos = StemLayoutDataset(root, exclude, alpha_floor)
+        composites = (ForegroundDataset(photos.foregrounds(), _background_paths(bg_dir),
+                                        backgrounds_per_fg) if bg_dir else None)
+    else:
+        photos = SeedLayoutDataset(root, trimap_sets, names, exclude)
+        composites = (make_recomposited_dataset(root, bg_dir, backgrounds_per_fg, names, exclude)
+                      if bg_dir else None)
+    return photos if composites is None else chainer.datasets.ConcatenatedDataset(photos, composites)
+
+
+def foreground_loaders(raw):
+    """Every (name, loader) of the ``ForegroundDataset``s inside a raw dataset (concatenations
+    and subsets looked into), each once: the partners ``MattingTransform`` layers foregrounds
+    with."""
+    if isinstance(raw, ForegroundDataset):
+        return list(raw.foregrounds)
+    parts = getattr(raw, '_datasets', None) or [getattr(raw, '_dataset', None)]
+    found = {}
+    for part in parts:
+        if part is not None:
+            for name, load in foreground_loaders(part):
+                found.setdefault(getattr(load, 'args', name), (name, load))
+    return list(found.values())
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -265,6 +373,15 @@ def generate_trimap(alpha, rng, kernel_range):
     return erode_to_trimap(alpha, fg_radius, bg_radius)
 
 
+def _centre(unknown, rng):
+    """A random pixel (y, x) of the (H, W) bool ``unknown`` (any pixel where it has none)."""
+    ys, xs = np.nonzero(unknown)
+    if len(ys):
+        k = rng.integers(len(ys))
+        return int(ys[k]), int(xs[k])
+    return int(rng.integers(unknown.shape[0])), int(rng.integers(unknown.shape[1]))
+
+
 def crop_around_unknown(arrays, unknown, crop, rng):
     """Crop ``crop`` x ``crop`` windows around a random unknown pixel.
 
@@ -279,22 +396,10 @@ def crop_around_unknown(arrays, unknown, crop, rng):
         list of (crop, crop[, C]) arrays.
     """
     h, w = unknown.shape
-    ys, xs = np.nonzero(unknown)
-    if len(ys):
-        k = rng.integers(len(ys))
-        cy, cx = ys[k], xs[k]
-    else:
-        cy, cx = rng.integers(h), rng.integers(w)
+    cy, cx = _centre(unknown, rng)
     top = min(max(cy - crop // 2, 0), h - crop) if h >= crop else cy - crop // 2
     left = min(max(cx - crop // 2, 0), w - crop) if w >= crop else cx - crop // 2
-    out = []
-    for a in arrays:
-        window = np.zeros((crop, crop) + a.shape[2:], a.dtype)
-        y0, x0 = max(top, 0), max(left, 0)
-        y1, x1 = min(top + crop, h), min(left + crop, w)
-        window[y0 - top:y1 - top, x0 - left:x1 - left] = a[y0:y1, x0:x1]
-        out.append(window)
-    return out
+    return [window(a, top + crop // 2, left + crop // 2, crop) for a in arrays]
 
 
 def resize_to(array, size, nearest=False):
@@ -306,7 +411,7 @@ def resize_to(array, size, nearest=False):
         ys = (np.arange(size) * array.shape[0] / size).astype(int)
         xs = (np.arange(size) * array.shape[1] / size).astype(int)
         return array[ys][:, xs]
-    return _resize(array, size, size, Image.Resampling.BILINEAR).astype(array.dtype, copy=False)
+    return resize(array, size, size).astype(array.dtype, copy=False)
 
 
 class MattingTransform:
@@ -323,44 +428,80 @@ class MattingTransform:
         kernel_range: (min, max) erosion radius in pixels for trimap generation, at output scale.
         generate_trimaps: make trimaps from alpha (else use the dataset's trimap, which must exist).
         flip: random horizontal flips.
+        augment: foreground augmentations, a subset of ``AUGMENTATIONS``: 'affine' (rotation,
+            scale, shear), 'jitter' (hue, saturation, value), 'layer' (a second foreground
+            behind, with probability ``LAYER_PROBABILITY``, drawn from ``partners``).
+        partners: [(name, loader)] with loader() -> (fg, alpha), for 'layer'.
         seed: base seed (non-negative int).
     """
 
     def __init__(self, size=320, crop_sizes=CROP_SIZES, kernel_range=(3, 20),
-                 generate_trimaps=True, flip=True, seed=0):
+                 generate_trimaps=True, flip=True, augment=(), partners=(), seed=0):
+        unknown = set(augment) - set(AUGMENTATIONS)
+        if unknown:
+            raise ValueError(f'unknown augmentation {sorted(unknown)[0]!r}')
         self.size, self.crop_sizes, self.kernel_range = size, tuple(crop_sizes), kernel_range
         self.generate_trimaps, self.flip = generate_trimaps, flip
+        self.augment, self.partners = frozenset(augment), list(partners)
         self.seed = int(seed)
+
+    def _crop_size(self, shape, rng):
+        crop = int(rng.choice(self.crop_sizes))
+        return max(min(crop, *shape), min(self.size, crop))  # no larger than the image
+
+    def _cut(self, fg, alpha, rng):
+        """A foreground cut around one of its unknown pixels (``utils.augment.cut_foreground``)."""
+        crop = self._crop_size(alpha.shape, rng)
+        centre = _centre((alpha > 0) & (alpha < 1), rng)
+        return cut_foreground(fg, alpha, centre, crop, self.size, rng,
+                              affine='affine' in self.augment, flip=self.flip), crop
+
+    def _composited(self, example, rng):
+        """(image, alpha, fg, bg) at (S, S): the foreground, augmented, over a fresh background."""
+        (fg, a), crop = self._cut(example['fg'], example['alpha'], rng)
+        if 'jitter' in self.augment:
+            fg = jitter_colour(fg, a, rng)
+        if 'layer' in self.augment and self.partners and rng.random() < LAYER_PROBABILITY:
+            _, load = self.partners[rng.integers(len(self.partners))]
+            (fg2, a2), _ = self._cut(*load(), rng)
+            if 'jitter' in self.augment:
+                fg2 = jitter_colour(fg2, a2, rng)
+            fg, a = layer_foregrounds(fg, a, fg2, a2)
+        backgrounds = example['backgrounds']
+        bg = background_window(read_image(backgrounds[rng.integers(len(backgrounds))]),
+                               example['alpha'].shape, crop, self.size, rng)
+        return composite(a, fg, bg), a, fg, bg
+
+    def _photographed(self, example, rng):
+        """(image, alpha, fg, bg[, trimap]) at (S, S): a crop of the photograph as it is."""
+        alpha, trimap = example['alpha'], example['trimap']
+        use_given = not self.generate_trimaps
+        band = (trimap == UNKNOWN) if use_given else (alpha > 0) & (alpha < 1)
+        arrays = [example['image'], alpha[:, :, None], example['fg'], example['bg']]
+        if use_given:
+            arrays.append(trimap[:, :, None])
+        cropped = crop_around_unknown(arrays, band, self._crop_size(alpha.shape, rng), rng)
+        image, a, fg, bg = (resize_to(x, self.size) for x in cropped[:4])
+        out = [np.clip(image, 0, 1), np.clip(a[:, :, 0], 0, 1), fg, bg]
+        if use_given:
+            out.append(resize_to(cropped[4][:, :, 0], self.size, nearest=True))
+        if self.flip and rng.random() < 0.5:
+            out = [x[:, ::-1] for x in out]
+        return out
 
     def __call__(self, example, key=(0,)):
         """``example``: a raw example; ``key``: tuple of non-negative ints seeding this call."""
         rng = np.random.default_rng([self.seed, *key])
-        alpha = example['alpha']
-        trimap = example['trimap']
-        if not self.generate_trimaps and trimap is None:
+        if not self.generate_trimaps and example['trimap'] is None:
             raise InputError(f'{example["name"]}: no trimap given and trimap generation is off')
-        use_given = not self.generate_trimaps
-        band = (trimap == UNKNOWN) if use_given else (alpha > 0) & (alpha < 1)
-        crop = int(rng.choice(self.crop_sizes))
-        crop = max(min(crop, *alpha.shape), min(self.size, crop))  # no larger than the image
-        arrays = [example['fg'], example['bg'], alpha[:, :, None], example['image']]
-        if use_given:
-            arrays.append(trimap[:, :, None])
-        cropped = crop_around_unknown(arrays, band, crop, rng)
-        fg, bg, a = (resize_to(x, self.size) for x in cropped[:3])
-        a = np.clip(a[:, :, 0], 0, 1)
-        if example.get('trimap') is None:  # composited: keep I = alpha F + (1 - alpha) B exact
-            image = composite(a, fg, bg)
+        if example['image'] is None:
+            image, a, fg, bg = self._composited(example, rng)
+            trimap = generate_trimap(a, rng, self.kernel_range)
         else:
-            image = np.clip(resize_to(cropped[3], self.size), 0, 1)
-        if use_given:
-            t = resize_to(cropped[4][:, :, 0], self.size, nearest=True)
-        else:
-            t = generate_trimap(a, rng, self.kernel_range)
-        if self.flip and rng.random() < 0.5:
-            image, t, a, fg, bg = (x[:, ::-1] for x in (image, t, a, fg, bg))
+            image, a, fg, bg, *given = self._photographed(example, rng)
+            trimap = given[0] if given else generate_trimap(a, rng, self.kernel_range)
         return (hwc_to_chw(image.astype(np.float32)),
-                hwc_to_chw((t.astype(np.float32) / 255.0)),
+                hwc_to_chw((trimap.astype(np.float32) / 255.0)),
                 hwc_to_chw(a.astype(np.float32)),
                 hwc_to_chw(fg.astype(np.float32)),
                 hwc_to_chw(bg.astype(np.float32)))

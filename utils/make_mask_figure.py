@@ -1,4 +1,4 @@
-"""The README's pictures of the demo: ``--mask`` (mask -> generated trimap -> matte -> composite)
+"""The pictures of the demo in docs/demo.md: ``--mask`` (mask -> generated trimap -> matte -> composite)
 and, with ``--demo``, the bundled inputs (image | trimap | matte | composite).
 
     python -m utils.make_mask_figure [--ckpt CKPT (default: the shipped one)] [--out imgs/readme/mask_demo.png]

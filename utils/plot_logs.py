@@ -6,7 +6,8 @@ LogReport JSON) is drawn after the previous one on a common iteration axis, with
 ``python -m utils.plot_logs --whole RUN [RUN ...] --labels A B --out FILE.png``: the whole-photograph
 validation curves (``whole_validation.json``, SAD and Gradient error) of several runs side by side,
 beside closed-form matting's scores; a RUN is one log root or consecutive ones joined by ``+``
-(``logs/vgg16/s1_160+logs/vgg16/s1_320``), drawn one after another.
+(``logs/vgg16/s1_160+logs/vgg16/s1_320``), drawn one after another; ``--examples`` draws them
+against the training examples seen (log axis) instead of iterations.
 """
 import argparse
 import json
@@ -28,10 +29,22 @@ def read_log(log_root):
         raise InputError(f'{path}: cannot read the training log ({type(e).__name__})')
 
 
-def read_whole_validation(run):
-    """(iterations, SAD means, Grad means, closed-form's {SAD, Grad}) of a RUN (see the docstring)."""
+def _batch_size(root):
+    """The ``batch_size`` in ``root/options.json`` (examples per iteration)."""
+    path = os.path.join(root, 'options.json')
+    try:
+        with open(path) as f:
+            return int(json.load(f)['batch_size'])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f'{path}: cannot read the batch size ({type(e).__name__})')
+
+
+def read_whole_validation(run, examples=False):
+    """(iterations, SAD means, Grad means, closed-form's {SAD, Grad}) of a RUN (see the docstring);
+    with ``examples`` the first list is the training examples seen instead of iterations."""
     its, sad, grad, offset, closed_form = [], [], [], 0, None
     for root in run.split('+'):
+        scale = _batch_size(root) if examples else 1
         path = os.path.join(root, 'whole_validation.json')
         try:
             with open(path) as f:
@@ -41,20 +54,21 @@ def read_whole_validation(run):
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise InputError(f'{path}: cannot read the whole-photograph validation ({type(e).__name__})')
         for v in validations:
-            its.append(v['iteration'] + offset)
+            its.append(v['iteration'] * scale + offset)
             sad.append(v['mean']['SAD'])
             grad.append(v['mean']['Grad'])
         offset = its[-1] if its else offset
     return its, sad, grad, closed_form
 
 
-def plot_whole_curves(curves, closed_form, out, target=0.7):
+def plot_whole_curves(curves, closed_form, out, target=0.7, examples=False):
     """Draw whole-photograph validation curves beside closed-form's scores and ``target`` x them.
 
     Args:
         curves: (label, iterations, SAD means, Grad means) per run.
         closed_form: closed-form matting's mean scores, {'SAD': .., 'Grad': ..}.
         out: PNG file to write (atomically).
+        examples: the x values are examples seen (drawn on a log axis), not iterations.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -66,7 +80,9 @@ def plot_whole_curves(curves, closed_form, out, target=0.7):
         cf = closed_form[key]
         ax.axhline(cf, color='gray', ls='--', label=f'closed-form ({cf:.2f})')
         ax.axhline(target * cf, color='green', ls=':', label=f'{target} x closed-form')
-        ax.set_xlabel('iteration')
+        ax.set_xlabel('training examples seen' if examples else 'iteration')
+        if examples:
+            ax.set_xscale('log')
         ax.set_title(f'{key} of the held-back photographs, whole (mean)')
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
@@ -77,10 +93,12 @@ def plot_whole_curves(curves, closed_form, out, target=0.7):
         plt.close(fig)
 
 
-def plot_whole(runs, labels, out):
-    """The whole-photograph validation curves of ``runs`` (see the module docstring) into ``out``."""
-    read = [read_whole_validation(run) for run in runs]
-    plot_whole_curves([(label,) + r[:3] for label, r in zip(labels, read)], read[0][3], out)
+def plot_whole(runs, labels, out, examples=False):
+    """The whole-photograph validation curves of ``runs`` (see the module docstring) into ``out``,
+    against iterations or (``examples``) training examples seen."""
+    read = [read_whole_validation(run, examples) for run in runs]
+    plot_whole_curves([(label,) + r[:3] for label, r in zip(labels, read)], read[0][3], out,
+                      examples=examples)
 
 
 def plot(log_roots, out):
@@ -120,6 +138,9 @@ def main(argv=None):
     parser.add_argument('--whole', action='store_true',
                         help='plot the whole-photograph validation curves of the runs instead')
     parser.add_argument('--labels', nargs='+', help='with --whole: a legend label per run')
+    parser.add_argument('--examples', action='store_true',
+                        help='with --whole: against training examples seen (log axis), from each '
+                             'folder\'s options.json batch size')
     args = parser.parse_args(argv)
     labels = args.labels or args.log_roots
     if len(labels) != len(args.log_roots):
@@ -127,7 +148,7 @@ def main(argv=None):
         return 1
     try:
         if args.whole:
-            plot_whole(args.log_roots, labels, args.out)
+            plot_whole(args.log_roots, labels, args.out, args.examples)
         else:
             plot(args.log_roots, args.out)
     except InputError as e:
