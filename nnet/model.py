@@ -16,7 +16,7 @@ import chainer.functions as F
 import numpy as np
 from chainer import initializers
 
-from nnet.cpu import Convolution2D, max_pooling_2x2, unpooling_2x2
+from nnet.cpu import Conv2DActiv, Convolution2D, max_pooling_2d, upsampling_2d
 
 VGG_MEAN = np.array([123.68, 116.779, 103.939], np.float32) / 255.0  # RGB, ImageNet
 DOWNSAMPLING = 32  # five 2x2 max-poolings
@@ -83,16 +83,16 @@ class EncoderDecoder(chainer.Chain):
             in_ch = 4
             for stage in ENCODER_STAGES:
                 for name, ch in stage:
-                    setattr(self, name, Convolution2D(in_ch, scaled(ch, width), 3, pad=1,
-                                                      initialW=encoder_init))
+                    setattr(self, name, Conv2DActiv(in_ch, scaled(ch, width), 3, pad=1,
+                                                    initialW=encoder_init))
                     in_ch = scaled(ch, width)
             name, ch, k = CONV6
-            setattr(self, name, Convolution2D(in_ch, scaled(ch, width), k, pad=k // 2,
-                                              initialW=encoder_init))
+            setattr(self, name, Conv2DActiv(in_ch, scaled(ch, width), k, pad=k // 2,
+                                            initialW=encoder_init))
             in_ch = scaled(ch, width)
             for name, ch, k in DECODER:
-                setattr(self, name, Convolution2D(in_ch, scaled(ch, width), k, pad=k // 2,
-                                                  initialW=decoder_init))
+                setattr(self, name, Conv2DActiv(in_ch, scaled(ch, width), k, pad=k // 2,
+                                                initialW=decoder_init))
                 in_ch = scaled(ch, width)
             self.pred = Convolution2D(in_ch, 1, 5, pad=2, initialW=decoder_init)
 
@@ -101,16 +101,15 @@ class EncoderDecoder(chainer.Chain):
         pooled = []  # (indices, size before pooling) per stage, for unpooling
         for stage in ENCODER_STAGES:
             for name, _ in stage:
-                # = F.relu(conv(h)) (fused on oneDNN); in bf16 precision h stays bfloat16
-                h = self[name](h, relu=True, keep_bf16=True)
+                h = self[name](h)
             size = h.shape[2:]
-            h, indices = max_pooling_2x2(h)  # = F.max_pooling_2d(h, 2, 2, return_indices)
+            h, indices = max_pooling_2d(h, 2, stride=2, return_indices=True)
             pooled.append((indices, size))
-        h = self.conv6(h, relu=True, keep_bf16=True)
-        h = self.deconv6(h, relu=True, keep_bf16=True)
+        h = self.conv6(h)
+        h = self.deconv6(h)
         for (name, _, _), (indices, size) in zip(DECODER[1:], reversed(pooled)):
-            h = unpooling_2x2(h, indices, size)  # = F.upsampling_2d(h, indices, 2, 2, outsize)
-            h = self[name](h, relu=True, keep_bf16=True)
+            h = upsampling_2d(h, indices, ksize=2, stride=2, outsize=size)
+            h = self[name](h)
         return F.sigmoid(self.pred(h))
 
     def load_vgg16(self, params):
@@ -166,16 +165,16 @@ class RefinementNet(chainer.Chain):
         ch = scaled(REFINEMENT_CHANNELS, width)
         init = initializers.GlorotUniform()
         with self.init_scope():
-            self.refine1 = Convolution2D(4, ch, 3, pad=1, initialW=init)
-            self.refine2 = Convolution2D(ch, ch, 3, pad=1, initialW=init)
-            self.refine3 = Convolution2D(ch, ch, 3, pad=1, initialW=init)
+            self.refine1 = Conv2DActiv(4, ch, 3, pad=1, initialW=init)
+            self.refine2 = Conv2DActiv(ch, ch, 3, pad=1, initialW=init)
+            self.refine3 = Conv2DActiv(ch, ch, 3, pad=1, initialW=init)
             self.refine_pred = Convolution2D(ch, 1, 3, pad=1, initialW=init)
 
     def forward(self, image_input, alpha):
         h = F.concat([image_input, alpha], axis=1)
-        h = self.refine1(h, relu=True, keep_bf16=True)
-        h = self.refine2(h, relu=True, keep_bf16=True)
-        h = self.refine3(h, relu=True, keep_bf16=True)
+        h = self.refine1(h)
+        h = self.refine2(h)
+        h = self.refine3(h)
         return F.clip(alpha + self.refine_pred(h), 0.0, 1.0)
 
 

@@ -89,7 +89,8 @@ def test_vgg16_weights_go_where_they_belong(tmp_path, rng):
 
 @pytest.mark.parametrize('input_scale', [1.0, 255.0])
 def test_vgg16_conv1_1_matches_vgg_on_bgr_input(tmp_path, rng, input_scale):
-    """Our RGB [0,1] input through the loaded conv1_1 equals VGG16 on BGR 0..255 minus mean."""
+    """Our RGB [0,1] input through the loaded conv1_1 (and its ReLU) equals VGG16 on BGR 0..255
+    minus mean."""
     import chainer.functions as F
     from nnet.model import network_input
     path = tmp_path / 'vgg16.npz'
@@ -100,7 +101,7 @@ def test_vgg16_conv1_1_matches_vgg_on_bgr_input(tmp_path, rng, input_scale):
     trimap = rng.choice([0, 128 / 255, 1], size=(1, 1, 6, 6)).astype(np.float32)
     ours = model.encoder_decoder.conv1_1(network_input(image, trimap) * input_scale).array
     bgr = image[:, ::-1] * 255 - np.array([103.939, 116.779, 123.68], np.float32).reshape(1, 3, 1, 1)
-    vgg = F.convolution_2d(bgr, arrays['conv1_1/W'], arrays['conv1_1/b'], pad=1).array
+    vgg = F.relu(F.convolution_2d(bgr, arrays['conv1_1/W'], arrays['conv1_1/b'], pad=1)).array
     np.testing.assert_allclose(ours, vgg, rtol=1e-3, atol=1e-2)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nnet import cpu
-from nnet.cpu import conv, dnnl, memory, pool
+from nnet.cpu import activation, conv, dnnl, memory, pool
 from nnet.cpu.conv import convolution_2d
 from nnet.model import DIM
 from tests.conftest import ROOT
@@ -63,7 +63,7 @@ def layer_case(c, co, k, side, batch=1):
 def run(x, W, b, stride, pad, gy, ours=True, precision='fp32'):
     """[y, gx, gW, gb] from our path (or the stock one)."""
     vs = [chainer.Variable(a.copy()) if a is not None else None for a in (x, W, b)]
-    with chainer.using_config('fast_cpu', ours), cpu.precision(precision):
+    with chainer.using_config('dim_cpu_backend', 'auto' if ours else 'never'), cpu.precision(precision):
         y = convolution_2d(vs[0], vs[1], vs[2], stride=stride, pad=pad)
     stock = chainer.functions.connection.convolution_2d.Convolution2DFunction
     assert isinstance(y.creator, conv.Convolution2DFunction if ours else stock)
@@ -144,7 +144,7 @@ def test_bfloat16_activations_between_layers():
         dtype = np.float64 if precision == 'float64' else np.float32
         vs = [chainer.Variable(a.astype(dtype)) for a in [x] + params]
         with cpu.precision('bf16' if precision == 'bf16' else 'fp32'), \
-                chainer.using_config('fast_cpu', precision != 'float64'):
+                chainer.using_config('dim_cpu_backend', 'never' if precision == 'float64' else 'auto'):
             h, y = two_layers(*vs, keep_bf16=keep)
             y.grad = gy.astype(dtype)
             y.backward(retain_grad=True)
@@ -174,7 +174,7 @@ def test_bfloat16_input_elsewhere_is_cast_to_float32():
     xv = chainer.Variable(x)
     with cpu.stock_path():
         y = convolution_2d(xv, W, b, pad=1, relu=True)
-        p, idx = pool.max_pooling_2x2(xv)
+        p, idx = pool.max_pooling_2d(xv, 2, 2, return_indices=True)
     want = F.relu(F.convolution_2d(x.astype(np.float32), W, b, pad=1)).array
     np.testing.assert_array_equal(y.array, want)
     np.testing.assert_array_equal(p.array, F.max_pooling_2d(x.astype(np.float32), 2, 2).array)
@@ -198,13 +198,13 @@ def test_pooling_of_bfloat16_equals_float32():
     out = {}
     for dtype in (BFLOAT16, np.float32):
         xv = chainer.Variable(x.astype(dtype))
-        y, idx = pool.max_pooling_2x2(xv)
+        y, idx = pool.max_pooling_2d(xv, 2, 2, return_indices=True)
         assert isinstance(y.creator, pool.MaxPooling2x2) and y.dtype == dtype
-        u = pool.unpooling_2x2(y * 2.0, idx, (8, 10))  # (exact in bfloat16)
+        u = pool.upsampling_2d(y * 2.0, idx, 2, 2, outsize=(8, 10))  # (exact in bfloat16)
         assert isinstance(u.creator, pool.Unpooling2x2) and u.dtype == dtype
         u.grad = g.astype(dtype)
         u.backward()
-        relu_grad = pool.ReLUGrad(u.array).forward((g.astype(dtype),))[0]
+        relu_grad = activation.ReLUGrad(u.array).forward((g.astype(dtype),))[0]
         out[np.dtype(dtype).name] = [y.array, idx, u.array, xv.grad, relu_grad]
     for low, high in zip(out['bfloat16'], out['float32']):
         assert low.dtype in (BFLOAT16, np.uint8)
@@ -341,14 +341,14 @@ def test_pooling_matches_chainer():
     rng = np.random.RandomState(0)
     x = rng.randint(-2, 3, (2, 3, 8, 10)).astype(np.float32)  # many ties: first maximum wins
     xv, xr = chainer.Variable(x), chainer.Variable(x.copy())
-    y, idx = pool.max_pooling_2x2(xv)
+    y, idx = pool.max_pooling_2d(xv, 2, 2, return_indices=True)
     yr, idxr = F.max_pooling_2d(xr, 2, stride=2, return_indices=True)
     if cpu.backend() == 'onednn':
         assert isinstance(y.creator, pool.MaxPooling2x2)
         assert y.array.strides[1] == 4 and idx.strides[1] == 1  # channels-last
     np.testing.assert_array_equal(y.array, yr.array)
     np.testing.assert_array_equal(idx, idxr)
-    u = pool.unpooling_2x2(y * 3.0, idx, (8, 10))
+    u = pool.upsampling_2d(y * 3.0, idx, 2, 2, outsize=(8, 10))
     ur = F.upsampling_2d(yr * 3.0, idxr, ksize=2, stride=2, outsize=(8, 10))
     np.testing.assert_array_equal(u.array, ur.array)
     g = rng.randn(*u.shape).astype(np.float32)
@@ -364,15 +364,15 @@ def test_pooling_gradient_check():
     values 0.1 apart, so that no window's maximum changes within eps."""
     rng = np.random.RandomState(1)
     x = (rng.permutation(48).reshape(1, 2, 4, 6) * 0.1).astype(np.float32)
-    y, idx = pool.max_pooling_2x2(x)
+    y, idx = pool.max_pooling_2d(x, 2, 2, return_indices=True)
     assert isinstance(y.creator, pool.MaxPooling2x2) and idx.dtype == np.uint8
-    chainer.gradient_check.check_backward(lambda a: pool.max_pooling_2x2(a)[0], x,
+    chainer.gradient_check.check_backward(lambda a: pool.max_pooling_2d(a, 2, 2), x,
                                           rng.randn(1, 2, 2, 3).astype(np.float32), eps=1e-2,
                                           atol=1e-3, rtol=1e-3)
     a = rng.randn(1, 2, 2, 3).astype(np.float32)
-    assert isinstance(pool.unpooling_2x2(a, idx, (4, 6)).creator, pool.Unpooling2x2)
+    assert isinstance(pool.upsampling_2d(a, idx, 2, 2, outsize=(4, 6)).creator, pool.Unpooling2x2)
     chainer.gradient_check.check_double_backward(
-        lambda v: pool.unpooling_2x2(v, idx, (4, 6)) ** 2, a,
+        lambda v: pool.upsampling_2d(v, idx, 2, 2, outsize=(4, 6)) ** 2, a,
         rng.randn(1, 2, 4, 6).astype(np.float32), rng.randn(1, 2, 2, 3).astype(np.float32),
         eps=1e-2, atol=1e-3, rtol=1e-3)
 
@@ -380,12 +380,12 @@ def test_pooling_gradient_check():
 def test_pooling_of_other_inputs_is_stock():
     """float64, odd sizes and indices that are not ours go to Chainer's own functions."""
     x = np.random.RandomState(2).randn(1, 3, 4, 6)
-    y, idx = pool.max_pooling_2x2(x)
+    y, idx = pool.max_pooling_2d(x, 2, 2, return_indices=True)
     assert not isinstance(y.creator, pool.MaxPooling2x2)
-    y, idx = pool.max_pooling_2x2(x[:, :, :3].astype(np.float32))
+    y, idx = pool.max_pooling_2d(x[:, :, :3].astype(np.float32), 2, 2, return_indices=True)
     assert not isinstance(y.creator, pool.MaxPooling2x2)
     y, idx = F.max_pooling_2d(x.astype(np.float32), 2, stride=2, return_indices=True)
-    u = pool.unpooling_2x2(y, idx, (4, 6))
+    u = pool.upsampling_2d(y, idx, 2, 2, outsize=(4, 6))
     assert not isinstance(u.creator, pool.Unpooling2x2)
     np.testing.assert_array_equal(
         u.array, F.upsampling_2d(y, idx, ksize=2, stride=2, outsize=(4, 6)).array)
@@ -398,9 +398,9 @@ def test_unpooling_backward_is_the_gather_at_the_indices(dtype):
     window's index, for a C-ordered g too (N > 1, odd half sizes, negative values)."""
     rng = np.random.RandomState(3)
     x = rng.randn(2, 5, 6, 10).astype(dtype)
-    y, idx = pool.max_pooling_2x2(x)
+    y, idx = pool.max_pooling_2d(x, 2, 2, return_indices=True)
     y = chainer.Variable(y.array)
-    u = pool.unpooling_2x2(y, idx, (6, 10))
+    u = pool.upsampling_2d(y, idx, 2, 2, outsize=(6, 10))
     g = (rng.randn(*u.shape) * 1e3).astype(dtype)  # (C order, unlike the primitives' layout)
     u.grad = g
     u.backward()
@@ -423,7 +423,7 @@ def test_relu_backward_in_another_layout_and_dtype():
     y = memory.nhwc_empty((1, 3, 4, 5), np.float32)
     y[...] = np.maximum(rng.randn(1, 3, 4, 5), 0)
     g = rng.randn(1, 3, 4, 5)  # float64, C order
-    got = pool.ReLUGrad(y).forward((g,))[0]
+    got = activation.ReLUGrad(y).forward((g,))[0]
     assert got.dtype == np.float32 and memory.is_channels_last(got)
     np.testing.assert_array_equal(got, (g * (y > 0)).astype(np.float32))
 
@@ -434,7 +434,7 @@ def test_relu_matches_chainer(inplace):
     x = rng.randn(2, 3, 9, 8).astype(np.float32)
     want = F.relu(x).array
     xv = chainer.Variable(x.copy())
-    y = pool.relu(xv, inplace=inplace)
+    y = activation.relu(xv, inplace=inplace)
     np.testing.assert_array_equal(y.array, want)
     if cpu.backend() == 'onednn':
         assert (y.array is xv.array) == inplace
@@ -443,13 +443,13 @@ def test_relu_matches_chainer(inplace):
     y.backward()
     np.testing.assert_array_equal(xv.grad, g * (x > 0))
     chainer.gradient_check.check_double_backward(
-        lambda a: pool.relu(a * 1.0, inplace=inplace) ** 2, rng.randn(1, 2, 3, 4),
+        lambda a: activation.relu(a * 1.0, inplace=inplace) ** 2, rng.randn(1, 2, 3, 4),
         rng.randn(1, 2, 3, 4), rng.randn(1, 2, 3, 4), dtype=np.float64)
 
 
 def narrow_dim_results(model, image, trimap, **config):
     model.cleargrads()
-    with chainer.using_config('fast_cpu', config.get('fast', True)), \
+    with chainer.using_config('dim_cpu_backend', 'auto' if config.get('fast', True) else 'never'), \
             cpu.precision(config.get('precision', 'fp32')):
         alpha1, alpha2 = model(image, trimap)
         F.sum(alpha1 * 2.0 + alpha2).backward()
@@ -514,10 +514,10 @@ class InputDtypes(chainer.FunctionHook):
 
 
 def test_precision_setting():
-    assert cpu.get_precision() == 'fp32'
+    assert cpu.effective_precision() == 'fp32'
     with cpu.precision('bf16'):
-        assert cpu.get_precision() == ('bf16' if cpu.bf16_available() else 'fp32')
-    assert cpu.get_precision() == 'fp32'
+        assert cpu.effective_precision() == ('bf16' if cpu.bf16_available() else 'fp32')
+    assert cpu.effective_precision() == 'fp32'
     with pytest.raises(ValueError):
         cpu.set_precision('fp16')
 
@@ -542,11 +542,12 @@ model = DIM(width=0.125)
 out = {}
 for name, stock in (('model', False), ('stock', True)):
     model.cleargrads()
-    with chainer.using_config('fast_cpu', not stock), cpu.precision('bf16'):
+    with chainer.using_config('dim_cpu_backend', 'never' if stock else
+                              chainer.config.dim_cpu_backend), cpu.precision('bf16'):
         a1, a2 = model(image, trimap)
         F.sum(a1 + a2).backward()
     out[name] = [float(abs(a2.array).sum()), float(abs(model.encoder_decoder.conv1_1.W.grad).sum())]
-print(json.dumps({'backend': cpu.backend(), 'precision': cpu.get_precision(), **out}))
+print(json.dumps({'backend': cpu.backend(), 'precision': cpu.effective_precision(), **out}))
 '''
 
 
@@ -704,7 +705,7 @@ def test_bfloat16_training_follows_float32(composition_root, tmp_path):
             curves[precision] = np.array([e['main/loss'] for e in json.load(f)])
         with open(os.path.join(log_root, 'options.json')) as f:
             assert json.load(f)['precision'] == precision
-    assert cpu.get_precision() == 'fp32'  # (the run's precision does not outlive it)
+    assert cpu.effective_precision() == 'fp32'  # (the run's precision does not outlive it)
     fp32, bf16 = curves['fp32'], curves['bf16']
     assert len(fp32) == len(bf16) == 10
     assert np.all(np.abs(bf16 - fp32) <= 0.05 * fp32), (fp32, bf16)
@@ -722,7 +723,7 @@ def test_precision_option_on_gpu_is_refused(ckpt, tmp_path):
     assert demo.main(['--ckpt_path', ckpt, '--precision', 'bf16', '--out_dir',
                       str(tmp_path)]) == 0
     assert os.path.exists(tmp_path / 'astronaut_image_alpha.png')
-    assert cpu.get_precision() == 'fp32'
+    assert cpu.effective_precision() == 'fp32'
 
 
 @needs_bf16

@@ -20,6 +20,7 @@ import evaluate
 import options
 import train
 from nnet.cpu import pool as fast_pool
+from nnet.cpu.activation import relu
 from nnet.loss import (MattingLoss, alpha_prediction_loss, compositional_loss, masked_mean,
                        unknown_mask)
 from nnet.model import DIM, pad_to_multiple
@@ -141,8 +142,8 @@ def test_pooling_and_unpooling_match_cpu_exactly(gpu):
     results = []
     for xs, ws in ((x, w), (gpu.send(x), gpu.send(w))):
         v = chainer.Variable(xs)
-        y, indexes = fast_pool.max_pooling_2x2(v)
-        z = fast_pool.unpooling_2x2(fast_pool.relu(y), indexes, (32, 48))
+        y, indexes = fast_pool.max_pooling_2d(v, 2, 2, return_indices=True)
+        z = fast_pool.upsampling_2d(relu(y), indexes, 2, 2, outsize=(32, 48))
         F.sum(z * ws).backward()
         results.append([host(a) for a in (y, z, v.grad)])
     assert is_cupy(z) and is_cupy(v.grad)

@@ -84,18 +84,18 @@ def smallest_pooling_margin(model, image, trimap, monkeypatch):
     import nnet.model
     margins = []
 
-    def recording(h):
+    def recording(h, *args, **kwargs):
         a = np.asarray(chainer.as_array(h), np.float64)
         n, c, height, width = a.shape
         windows = np.sort(a.reshape(n, c, height // 2, 2, width // 2, 2)
                           .transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4), axis=1)
         top = windows[windows[:, 3] > 0]
         margins.append(((top[:, 3] - top[:, 2]) / top[:, 3]).min())
-        return pooling(h)
+        return pooling(h, *args, **kwargs)
 
-    pooling = nnet.model.max_pooling_2x2
+    pooling = nnet.model.max_pooling_2d
     with monkeypatch.context() as m:
-        m.setattr(nnet.model, 'max_pooling_2x2', recording)
+        m.setattr(nnet.model, 'max_pooling_2d', recording)
         model.predict(image, trimap)
     assert len(margins) == 5
     return min(margins)

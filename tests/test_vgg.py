@@ -8,7 +8,7 @@ from scipy.stats import rankdata
 from skimage import data
 from skimage.transform import resize
 
-from nnet.cpu import max_pooling_2x2, relu
+from nnet.cpu import max_pooling_2d
 from nnet.model import ENCODER_STAGES, VGG_INPUT_SCALE, EncoderDecoder, network_input
 from utils.utils import InputError, read_alpha, read_image
 from utils.vgg import (HED_MEAN_BGR, keras_conv_keys, read_h5_arrays, read_hed_side_outputs,
@@ -41,11 +41,11 @@ def test_conv1_1_computes_what_the_file_kernel_computes_on_bgr_0_255(hed_params,
     image = data.astronaut()[100:164, 180:260].astype(np.float32) / 255.0  # RGB in [0, 1]
     trimap = np.full((1, 1) + image.shape[:2], 128 / 255.0, np.float32)
     x = network_input(image.transpose(2, 0, 1)[None], trimap) * encoder.input_scale
-    ours = encoder.conv1_1(x).array[0]
+    ours = encoder.conv1_1(x).array[0]  # (a Conv2DActiv: the convolution, then ReLU)
 
     bgr = image[:, :, ::-1] * 255.0 - HED_MEAN_BGR  # what HED is fed
     windows = np.lib.stride_tricks.sliding_window_view(bgr, (3, 3), axis=(0, 1))  # y, x, c, 3, 3
-    theirs = np.einsum('yxcij,ijco->oyx', windows, kernel) + bias[:, None, None]
+    theirs = np.maximum(np.einsum('yxcij,ijco->oyx', windows, kernel) + bias[:, None, None], 0)
     interior = ours[:, 1:-1, 1:-1]  # borders: zero padding stands for each file's own mean
     assert np.abs(interior - theirs).max() <= 1e-4 * np.abs(theirs).max()
     assert np.abs(ours[:, :, 0] - ours[:, :, 1]).max() > 0  # not a constant output
@@ -69,9 +69,9 @@ def hed_edges(encoder, side, image):
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for k, stage in enumerate(ENCODER_STAGES, start=1):
             if k > 1:
-                x, _ = max_pooling_2x2(x)
+                x = max_pooling_2d(x, 2, 2)
             for name, _ in stage:
-                x = relu(encoder[name](x))
+                x = encoder[name](x)  # (convolution and ReLU)
             W, b = side[f'dsn{k}']
             sides.append(resize(F.convolution_2d(x, W, b).array[0, 0], (h, w), order=1))
     W, b = side['fuse']

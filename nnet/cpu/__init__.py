@@ -1,29 +1,33 @@
 """The CPU backend of the model's layers: oneDNN convolutions (float32 or bfloat16 operands, ReLU
-fused), oneDNN max-pooling and unpooling, and one fallback, stock Chainer functions, where
-oneDNN cannot load.
+fused), oneDNN max-pooling and index unpooling, and Chainer's stock functions where oneDNN
+cannot load or is not wanted.
 
-The model (nnet/model.py) imports its layers from here and nothing here imports the model.
-NumPy arrays only: CuPy arrays always go to Chainer's own functions (cuDNN). See
-``nnet.cpu.config`` for the backend choice (``DIM_CPU_BACKEND=fallback``) and the precision
-(``set_precision('bf16')``), ``nnet.cpu.conv`` for how the convolutions run.
+The functions and links here take the arguments of Chainer's (``convolution_2d``,
+``Convolution2D``, ``max_pooling_2d``, ``upsampling_2d``, ``relu``; ``Conv2DActiv`` as
+chainercv's) and choose their path inside, by ``chainer.config.dim_cpu_backend`` and
+``chainer.config.dim_cpu_precision`` (``nnet.cpu.config``), as Chainer's own functions choose
+iDeep. The model (nnet/model.py) imports its layers from here and nothing here imports the
+model. NumPy arrays only: CuPy arrays always go to Chainer's own functions.
+
+Modules, each importing only those before it: ``memory`` (recycled buffers, layouts), ``dnnl``
+(the library through ctypes), ``config`` (the settings), ``activation`` (ReLU, casts), ``pool``
+(pooling, unpooling), ``conv`` (convolutions).
 """
 import contextlib
 
 import chainer
 
-from nnet.cpu.config import (backend, bf16_available, bf16_missing, get_precision,  # noqa: F401
-                             precision, set_precision)
-from nnet.cpu.conv import Convolution2D, convolution_2d  # noqa: F401
+from nnet.cpu.activation import relu  # noqa: F401
+from nnet.cpu.config import backend, precision, set_precision, use_onednn  # noqa: F401
+from nnet.cpu.conv import (Conv2DActiv, Convolution2D, bf16_available, bf16_missing,  # noqa: F401
+                           convolution_2d, effective_precision)
 from nnet.cpu.memory import keep_freed_memory  # noqa: F401
-from nnet.cpu.pool import max_pooling_2x2, relu, unpooling_2x2  # noqa: F401
-
-# ``chainer.using_config('fast_cpu', False)`` (or ``stock_path()``) sends every layer of this
-# package to the stock Chainer functions, whatever the backend.
-chainer.global_config.fast_cpu = True
+from nnet.cpu.pool import max_pooling_2d, upsampling_2d  # noqa: F401
 
 
 @contextlib.contextmanager
 def stock_path():
-    """Within this context convolutions, poolings and ReLUs run Chainer's stock functions."""
-    with chainer.using_config('fast_cpu', False):
+    """Within this context convolutions, poolings and ReLUs run Chainer's stock functions
+    (``chainer.config.dim_cpu_backend = 'never'``)."""
+    with chainer.using_config('dim_cpu_backend', 'never'):
         yield

@@ -43,7 +43,8 @@ import chainer.links as L
 import numpy as np
 from chainer import function_node
 
-from nnet.cpu import config, dnnl, memory, pool
+from nnet.cpu import config, dnnl, memory
+from nnet.cpu.activation import ReLUGrad, as_float32, relu as relu_function
 
 FALLBACK_COL_BYTES = 256 << 20
 # Inference on one image whose input must be converted (bf16, or not channels-last): above this
@@ -220,6 +221,37 @@ def bf16_primitives_exist():
     return True
 
 
+_BF16_MISSING = []  # (the answer, once known)
+
+
+def bf16_missing():
+    """Why 'bf16' cannot run in bfloat16 here (one phrase), or None where it can: it needs
+    oneDNN in use and bfloat16 convolutions for this CPU (oneDNN 3.2 has them from AVX-512 on;
+    none on an AVX2-only CPU or under ``ONEDNN_MAX_CPU_ISA=AVX2``). Decided once per backend
+    setting, by creating the three bf16 primitives."""
+    if not config.use_onednn():
+        return 'bf16 needs oneDNN'
+    if not _BF16_MISSING:
+        _BF16_MISSING.append(None if bf16_primitives_exist() else
+                             'oneDNN has no bfloat16 convolutions for this CPU (AVX-512 is needed)')
+    return _BF16_MISSING[0]
+
+
+def bf16_available():
+    """Whether 'bf16' runs in bfloat16 here (see ``bf16_missing``)."""
+    return bf16_missing() is None
+
+
+def effective_precision():
+    """The precision the CPU convolutions run in now: ``chainer.config.dim_cpu_precision``, or
+    'fp32' where bf16 is not available (said once)."""
+    requested = config.requested_precision()
+    if requested == 'bf16' and not bf16_available():
+        config.warn_once('bf16', f'{bf16_missing()}; running float32 instead of bf16')
+        return 'fp32'
+    return requested
+
+
 # ---------------------------------------------------------------------------------------------
 # The three computations
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +369,7 @@ class Convolution2DFunction(function_node.FunctionNode):
         x, W = self.get_retained_inputs()
         gy, = grad_outputs
         if self.relu:  # through the ReLU first: gy where y > 0
-            gy, = pool.ReLUGrad(self.get_retained_outputs()[0].array).apply((gy,))
+            gy, = ReLUGrad(self.get_retained_outputs()[0].array).apply((gy,))
         ret = []
         gy_low = None
         if self.precision == 'bf16' and 0 in indexes and (1 in indexes or 2 in indexes):
@@ -434,7 +466,7 @@ def _onednn_ok(arrays, stride, pad, w_shape):
     if arrays[0].dtype not in (np.float32, dnnl.BFLOAT16) or any(a.dtype != np.float32
                                                                   for a in arrays[1:]):
         return False
-    if not getattr(chainer.config, 'fast_cpu', True) or config.backend() != 'onednn':
+    if not config.use_onednn():
         return False
     x = arrays[0]
     if x.ndim != 4 or arrays[1].ndim != 4 or min(x.shape) <= 0:
@@ -472,12 +504,12 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False, keep_bf16=False):
     arrays = [chainer.as_array(v) if isinstance(v, chainer.Variable) else v for v in inputs]
     stride, pad = _pair(stride), _pair(pad)
     if _onednn_ok(arrays, stride, pad, arrays[1].shape):
-        precision = config.get_precision()
+        precision = effective_precision()
         if precision == 'fp32' and arrays[0].dtype == dnnl.BFLOAT16:  # (a bf16 graph's input)
-            inputs = (pool.as_float32(x),) + inputs[1:]
+            inputs = (as_float32(x),) + inputs[1:]
         out_dtype = dnnl.BFLOAT16 if keep_bf16 and precision == 'bf16' else np.float32
         return Convolution2DFunction(stride, pad, precision, relu, out_dtype).apply(inputs)[0]
-    x = pool.as_float32(x)
+    x = as_float32(x)
     inputs, arrays[0] = (x,) + inputs[1:], chainer.as_array(x)
     y = None
     if (not chainer.config.enable_backprop and stride == (1, 1) and min(pad) >= 0
@@ -485,16 +517,17 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False, keep_bf16=False):
         y = _stock_in_bands(*arrays[:2], arrays[2] if b is not None else None, pad)
     if y is None:
         y = F.convolution_2d(x, W, b, stride=stride, pad=pad)
-    return pool.relu(y, inplace=True) if relu else y
+    return relu_function(y, inplace=True) if relu else y
 
 
 class Convolution2D(L.Convolution2D):
-    """``L.Convolution2D`` whose forward goes through ``convolution_2d`` above;
-    ``link(x, relu=True)`` is ``F.relu(link(x))``.
+    """``L.Convolution2D`` whose forward goes through ``convolution_2d`` above.
 
     Its NumPy weights W (Cout, Cin, kh, kw) lie in memory as (kh, kw, Cin, Cout)
     (``memory.hwio``), and so does their gradient: oneDNN's per-call weight reorders read that
     layout about twice as fast. Nothing else sees a difference (shape, values, serialization)."""
+
+    fused_relu = False  # Conv2DActiv: ReLU fused, activations between layers kept bfloat16
 
     def _initialize_params(self, in_channels):
         super()._initialize_params(in_channels)
@@ -503,13 +536,28 @@ class Convolution2D(L.Convolution2D):
             if self.W.grad is not None:  # (Chainer's initial one; backward writes into it)
                 self.W.grad = memory.hwio(self.W.grad)
 
-    def forward(self, x, relu=False, keep_bf16=False):
-        """``keep_bf16``: see ``convolution_2d``."""
+    def forward(self, x):
         if self.W.array is None:
             self._initialize_params(x.shape[1])
         if self.dilate != (1, 1) or self.groups != 1:
-            y = F.convolution_2d(pool.as_float32(x), self.W, self.b, stride=self.stride,
+            y = F.convolution_2d(as_float32(x), self.W, self.b, stride=self.stride,
                                  pad=self.pad, dilate=self.dilate, groups=self.groups)
-            return F.relu(y) if relu else y
-        return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad, relu=relu,
-                              keep_bf16=keep_bf16)
+            return F.relu(y) if self.fused_relu else y
+        return convolution_2d(x, self.W, self.b, stride=self.stride, pad=self.pad,
+                              relu=self.fused_relu, keep_bf16=self.fused_relu)
+
+
+class Conv2DActiv(Convolution2D):
+    """A convolution followed by a ReLU, as chainercv's ``Conv2DActiv`` (ReLU only): the ReLU
+    is fused into the convolution on oneDNN, and in precision 'bf16' the output stays bfloat16
+    (only this package's layers read it: convolutions, pooling, unpooling).
+
+    Args: those of ``L.Convolution2D`` and ``activ``, which must be ``F.relu``.
+    """
+
+    fused_relu = True
+
+    def __init__(self, *args, activ=F.relu, **kwargs):
+        if activ is not F.relu:
+            raise ValueError('Conv2DActiv here fuses F.relu only')
+        super().__init__(*args, **kwargs)

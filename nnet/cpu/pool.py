@@ -1,8 +1,7 @@
-"""2x2 max-pooling with indices, the matching unpooling and ReLU on oneDNN, channels-last.
+"""2x2 max-pooling with indices and the matching index unpooling on oneDNN, channels-last.
 
-``max_pooling_2x2(x)`` is ``F.max_pooling_2d(x, 2, stride=2, return_indices=True)``,
-``unpooling_2x2(x, indexes, outsize)`` is ``F.upsampling_2d(x, indexes, ksize=2, stride=2,
-outsize=outsize)`` and ``relu(x)`` is ``F.relu(x)``: the same values and the same gradients.
+``max_pooling_2d`` and ``upsampling_2d`` take the arguments of Chainer's and give the same values
+and the same gradients; 2x2 windows at stride 2 run here:
 
 * Pooling and unpooling of float32 or bfloat16 NumPy arrays (pooling: even H and W) are
   oneDNN's max-pooling forward and backward primitives, channels-last, in the input's dtype.
@@ -11,15 +10,10 @@ outsize=outsize)`` and ``relu(x)`` is ``F.relu(x)``: the same values and the sam
   indices count), so the unpooling is the pooling's backward primitive. Unpooling's own
   backward, a gather that oneDNN has no primitive for, is three of its primitives (see
   ``_gather``).
-* ReLU (the model's ReLUs are fused into its convolutions, ``nnet.cpu.conv``; this one serves
-  the rest) and ReLU's backward (also that of the fused ReLUs) are oneDNN's eltwise ReLU
-  forward and backward, for float32 and bfloat16 arrays that are C-ordered or channels-last.
-  ``relu(x, inplace=True)`` writes into x's memory: for an x that nothing else uses, one
-  full-size array less.
 
-Anything else (CuPy, other dtypes, odd sizes, indices from elsewhere) goes to the stock
-functions, and so does everything on the fallback backend or under ``nnet.cpu.stock_path()``
-(a bfloat16 input cast to float32 first, ``as_float32``).
+Anything else (CuPy, other dtypes, odd sizes, other windows, indices from elsewhere) goes to the
+stock functions, and so does everything where ``chainer.config.dim_cpu_backend`` keeps oneDNN
+out (``nnet.cpu.config``; a bfloat16 input cast to float32 first, ``as_float32``).
 """
 import chainer
 import chainer.functions as F
@@ -27,16 +21,7 @@ import numpy as np
 from chainer import function_node
 
 from nnet.cpu import config, dnnl, memory
-
-ONEDNN_DTYPES = (np.dtype(np.float32), dnnl.BFLOAT16)
-
-
-def _empty(shape, like, dtype=None):
-    """np.empty of an NCHW shape, in like's memory layout when that is channels-last."""
-    dtype = like.dtype if dtype is None else dtype
-    if like.strides[1] < like.strides[3] and like.shape[1] > 1:
-        return memory.nhwc_empty(shape, dtype)
-    return memory.empty(shape, dtype)
+from nnet.cpu.activation import ONEDNN_DTYPES, as_array, as_float32
 
 
 def _channels_last(a):
@@ -187,145 +172,46 @@ class Gather2x2(function_node.FunctionNode):
         return Unpooling2x2(self.indexes).apply(grad_outputs)
 
 
-def _relu_layout(a):
-    """dnnl's format tag of a 4-D array that lies channels-last or C-ordered, else None."""
-    if memory.is_channels_last(a):
-        return dnnl.TAG_ACDB
-    return dnnl.TAG_ABCD if a.flags.c_contiguous else None
-
-
-def _relu_primitives(shape, dtype, tag):
-    """oneDNN's ReLU (forward, backward from the output) for an NCHW ``shape`` of ``dtype``
-    laid out as ``tag``: y = max(x, 0); gx = gy where y > 0, else 0 (-0 for a negative gy,
-    as gy * (y > 0) gives)."""
-    def make():
-        lib = dnnl.library()
-        md = dnnl.MemoryDesc.tagged(shape, dnnl.DTYPES[np.dtype(dtype)], tag)
-        relu = dnnl.ELTWISE_RELU_USE_DST_FOR_BWD
-        fwd_pd, bwd_pd = dnnl._VP(), dnnl._VP()
-        dnnl.check(lib.eltwise_forward_primitive_desc_create(
-            dnnl.ctypes.byref(fwd_pd), lib.engine, dnnl.FORWARD_TRAINING, relu, md.handle,
-            md.handle, 0.0, 0.0, lib.attr), 'eltwise forward')
-        forward = dnnl.Primitive(fwd_pd, {dnnl.ARG_SRC: dnnl.QUERY_SRC_MD,
-                                          dnnl.ARG_DST: dnnl.QUERY_DST_MD}, (md,))
-        dnnl.check(lib.eltwise_backward_primitive_desc_create(
-            dnnl.ctypes.byref(bwd_pd), lib.engine, relu, md.handle, md.handle, md.handle, 0.0,
-            0.0, fwd_pd, lib.attr), 'eltwise backward')
-        backward = dnnl.Primitive(bwd_pd, {dnnl.ARG_DIFF_SRC: dnnl.QUERY_DIFF_SRC_MD,
-                                           dnnl.ARG_DIFF_DST: dnnl.QUERY_DIFF_DST_MD,
-                                           dnnl.ARG_DST: dnnl.QUERY_DST_MD}, (md,))
-        return forward, backward
-    return dnnl.cached(('relu', tuple(shape), np.dtype(dtype), tag), make)
-
-
-class ReLU(function_node.FunctionNode):
-    """max(x, 0) of a float32 or bfloat16 x, C-ordered or channels-last (oneDNN); into x's own
-    memory when ``inplace``."""
-
-    def __init__(self, inplace=False):
-        self.inplace = inplace
-
-    def forward(self, inputs):
-        x, = inputs
-        y = x if self.inplace and x.flags.writeable else _empty(x.shape, x)
-        forward, _ = _relu_primitives(x.shape, x.dtype, _relu_layout(x))
-        forward({dnnl.ARG_SRC: x, dnnl.ARG_DST: y})
-        self.retain_outputs((0,))
-        return y,
-
-    def backward(self, indexes, grad_outputs):
-        y, = self.get_retained_outputs()
-        return ReLUGrad(y.array).apply(grad_outputs)
-
-
-class ReLUGrad(function_node.FunctionNode):
-    """g where y > 0, else 0 (ReLU's backward; y its output, float32 or bfloat16, C-ordered or
-    channels-last): oneDNN's in y's dtype and layout (g converted to them if it is not in
-    them)."""
-
-    def __init__(self, y):
-        self.y = y
-
-    def forward(self, inputs):
-        g, = inputs
-        y = self.y
-        if g.dtype != y.dtype or _relu_layout(g) != _relu_layout(y):
-            like = _empty(y.shape, y)
-            like[...] = g
-            g = like
-        result = _empty(y.shape, y)
-        _, backward = _relu_primitives(y.shape, y.dtype, _relu_layout(y))
-        backward({dnnl.ARG_DIFF_DST: g, dnnl.ARG_DST: y, dnnl.ARG_DIFF_SRC: result})
-        return result,
-
-    def backward(self, indexes, grad_outputs):
-        return ReLUGrad(self.y).apply(grad_outputs)
-
-
-def _numpy_4d(a, dtype_ok):
-    """Whether ``a`` is a 4-D NumPy array whose dtype passes ``dtype_ok`` and this package's
-    own layers run (the oneDNN backend, not ``stock_path()``)."""
-    return (getattr(chainer.config, 'fast_cpu', True) and type(a) is np.ndarray
-            and dtype_ok(a.dtype) and a.ndim == 4 and config.backend() == 'onednn')
-
-
 def _onednn_pooling(a, shape):
     """Whether oneDNN pools ``a`` (float32 or bfloat16 NumPy), of input ``shape`` (even H,
     W)."""
-    return (_numpy_4d(a, lambda dt: dt in ONEDNN_DTYPES) and min(a.shape) > 0
+    return (config.onednn_array(a, ONEDNN_DTYPES) and min(a.shape) > 0
             and shape[2] % 2 == 0 and shape[3] % 2 == 0
             and _pooling_primitives(tuple(shape), a.dtype) is not None)
 
 
-def _array(x):
-    return chainer.as_array(x) if isinstance(x, chainer.Variable) else x
+def _is_2x2(ksize, stride, pad):
+    """Whether pooling arguments are 2x2 windows at stride 2 without padding."""
+    def pair(v):
+        return (v, v) if np.isscalar(v) else tuple(v)
+    return pair(ksize) == (2, 2) and pair(2 if stride is None else stride) == (2, 2) \
+        and pair(pad) == (0, 0)
 
 
-class Cast(function_node.FunctionNode):
-    """x as ``dtype`` (float32 <-> bfloat16: ``F.cast`` gives no gradient to a bfloat16 x)."""
+def max_pooling_2d(x, ksize, stride=None, pad=0, cover_all=True, return_indices=False):
+    """``F.max_pooling_2d``, the same arguments and results; 2x2 windows at stride 2 on oneDNN.
 
-    def __init__(self, dtype):
-        self.dtype = np.dtype(dtype)
-
-    def forward(self, inputs):
-        x, = inputs
-        self.in_dtype = x.dtype
-        return x.astype(self.dtype),
-
-    def backward(self, indexes, grad_outputs):
-        return Cast(self.in_dtype).apply(grad_outputs)
-
-
-def as_float32(x):
-    """x, or a float32 cast of a bfloat16 x (for Chainer's own functions)."""
-    return Cast(np.float32).apply((x,))[0] if _array(x).dtype == dnnl.BFLOAT16 else x
-
-
-def max_pooling_2x2(x):
-    """``F.max_pooling_2d(x, 2, stride=2, return_indices=True)``: (y, indexes)."""
-    arr = _array(x)
-    if _onednn_pooling(arr, arr.shape):
+    With ``return_indices``: (y, indexes), the indexes for ``upsampling_2d`` (oneDNN's uint8
+    window positions where oneDNN pooled, Chainer's int32 ones where Chainer did).
+    """
+    arr = as_array(x)
+    if _is_2x2(ksize, stride, pad) and _onednn_pooling(arr, arr.shape):
         node = MaxPooling2x2()
         y, = node.apply((x,))
-        return y, node.indexes
-    return F.max_pooling_2d(as_float32(x), 2, stride=2, return_indices=True)
+        return (y, node.indexes) if return_indices else y
+    return F.max_pooling_2d(as_float32(x), ksize, stride=stride, pad=pad, cover_all=cover_all,
+                            return_indices=return_indices)
 
 
-def unpooling_2x2(x, indexes, outsize):
-    """``F.upsampling_2d(x, indexes, ksize=2, stride=2, outsize=outsize)``."""
-    arr = _array(x)
+def upsampling_2d(x, indexes, ksize, stride=None, pad=0, outsize=None, cover_all=True):
+    """``F.upsampling_2d`` (index unpooling), the same arguments and results; 2x2 windows at
+    stride 2 with oneDNN's indices (``max_pooling_2d``) on oneDNN."""
+    arr = as_array(x)
     n, c, h, w = arr.shape
-    if (tuple(outsize) == (2 * h, 2 * w) and _onednn_pooling(arr, (n, c, 2 * h, 2 * w))
+    if (_is_2x2(ksize, stride, pad) and outsize is not None
+            and tuple(outsize) == (2 * h, 2 * w) and _onednn_pooling(arr, (n, c, 2 * h, 2 * w))
             and type(indexes) is np.ndarray and indexes.dtype == np.uint8
             and indexes.shape == arr.shape and memory.is_channels_last(indexes)):
         return Unpooling2x2(indexes).apply((x,))[0]
-    return F.upsampling_2d(as_float32(x), indexes, ksize=2, stride=2, outsize=outsize)
-
-
-def relu(x, inplace=False):
-    """``F.relu(x)``. With ``inplace``, the result may share x's memory (x's values are then
-    gone): only for an x that nothing else uses, such as a convolution's output."""
-    arr = _array(x)
-    if _numpy_4d(arr, lambda dt: dt in ONEDNN_DTYPES) and _relu_layout(arr) is not None:
-        return ReLU(inplace).apply((x,))[0]
-    return F.relu(as_float32(x))
+    return F.upsampling_2d(as_float32(x), indexes, ksize, stride=stride, pad=pad,
+                           outsize=outsize, cover_all=cover_all)
