@@ -15,7 +15,6 @@ Anything else (CuPy, other dtypes, odd sizes, other windows, indices from elsewh
 stock functions, and so does everything where ``chainer.config.dim_cpu_backend`` keeps oneDNN
 out (``nnet.cpu.config``; a bfloat16 input cast to float32 first, ``as_float32``).
 """
-import chainer
 import chainer.functions as F
 import numpy as np
 from chainer import function_node
