@@ -8,7 +8,7 @@
 The whole image goes through the network in one pass at full resolution (as the paper tests);
 trimap-known pixels keep 0 / 1. Written into --out_dir (each file atomically; see
 ``utils.pipeline``): ``<stem>_alpha.png``, ``<stem>_cutout.png`` (RGBA, estimated foreground
-colours), ``<stem>_over_<bgstem>.png`` per background of --newimgs_dir and, with --mask,
+colours), ``<stem>_over_<bgstem>.png`` per background of --backgrounds and, with --mask,
 ``<stem>_trimap.png``. ``--backend onnxruntime`` runs the same pipeline through onnxruntime.
 Folders: see ``utils.folders`` (progress, failures skipped and listed, complete outputs skipped).
 
@@ -73,7 +73,7 @@ def run(args, parser):
     start = time.perf_counter()
     image_path, trimap_path, mask_path = resolve_inputs(args, parser)
     folder_mode = check_folders(image_path, trimap_path, mask_path)
-    bg_paths = pipeline.list_backgrounds(args.newimgs_dir)
+    bg_paths = pipeline.list_backgrounds(args.backgrounds)
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise InputError(f'{args.out_dir}: --out_dir exists and is not a folder')
     protected = [args.ckpt_path, args.onnx] + bg_paths

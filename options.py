@@ -1,8 +1,9 @@
 """Command-line options of train.py, demo.py and evaluate.py (argparse), and only options.
 
-The seed repository's option names are kept (--dataset_root --log_root --H --W --train_mode
---max_epochs --batch_size --base_lr --gpu_id --ckpt_frq --alpha --epsilon --ckpt_path --img_path
---tri_path); the rest is what the paper's recipe needs.
+The seed repository's option names are kept (--dataset_root --log_root --H --train_mode
+--max_epochs --batch_size --base_lr --gpu_id --ckpt_frq --epsilon --ckpt_path --img_path
+--tri_path; its --alpha and --newimgs_dir as aliases of --alpha_weight and --backgrounds);
+the rest is what the paper's recipe needs.
 """
 import argparse
 import json
@@ -98,9 +99,8 @@ def train_parser():
                                       'else every tenth training example)')
     d.add_argument('--val_names', nargs='+', default=[],
                    help="image names held back from training for validation (seed layout)")
-    d.add_argument('--H', type=positive_int, default=320, help='training crop height after resizing')
-    d.add_argument('--W', type=positive_int, default=320,
-                   help='training crop width after resizing (must equal --H)')
+    d.add_argument('--H', type=positive_int, default=320,
+                   help='side of the square training crops after resizing (paper: 320)')
     d.add_argument('--crop_sizes', type=positive_int, nargs='+', default=[320, 480, 640],
                    help='crop sides centred on unknown pixels, resized to H x W (paper: 320 480 640)')
     d.add_argument('--trimap_kernel', type=nonnegative_int, nargs=2, default=[3, 20],
@@ -139,7 +139,7 @@ def train_parser():
     t.add_argument('--max_epochs', type=positive_int, default=20, help='epochs to train')
     t.add_argument('--max_iter', type=positive_int,
                    help='stop after this many iterations instead of --max_epochs')
-    t.add_argument('--alpha', type=unit_float, default=0.5,
+    t.add_argument('--alpha_weight', '--alpha', dest='alpha_weight', type=unit_float, default=0.5,
                    help='w_l, weight of the alpha loss against the compositional loss (paper 0.5)')
     t.add_argument('--epsilon', type=positive_float, default=1e-6,
                    help='epsilon of the sqrt(d^2 + eps^2) losses (paper 1e-6)')
@@ -211,7 +211,8 @@ def demo_parser():
                         'STEM_over_BG.png (default: %(default)s)')
     p.add_argument('--overwrite', action='store_true',
                    help='folders: redo images whose outputs all exist (default: skip them)')
-    p.add_argument('--newimgs_dir', default=os.path.join(ROOT, 'imgs', 'background.png'),
+    p.add_argument('--backgrounds', '--newimgs_dir', dest='backgrounds',
+                   default=os.path.join(ROOT, 'imgs', 'background.png'),
                    metavar='FILE_OR_DIR',
                    help='background image, or folder of images, to composite the cutout over; '
                         'each is scaled to cover the image and centre-cropped (default: the '
@@ -262,8 +263,6 @@ def save_options(args, folder, name='options.json'):
 
 def check_train_args(args):
     """Cross-option checks that argparse cannot express; raises InputError."""
-    if args.H != args.W:
-        raise InputError(f'--H {args.H} and --W {args.W} differ: crops are square')
     if args.trimap_kernel[0] > args.trimap_kernel[1]:
         raise InputError('--trimap_kernel MIN must not exceed MAX')
     if args.vgg_weights and args.width != 1.0:

@@ -110,7 +110,7 @@ def run(args, job=None):
     model.to_device(device)
     device.use()
 
-    loss = MattingLoss(model, stage=args.stage, alpha_weight=args.alpha, eps=args.epsilon,
+    loss = MattingLoss(model, stage=args.stage, alpha_weight=args.alpha_weight, eps=args.epsilon,
                        unknown_pixels=job.unknown_pixels())
     if args.optimizer == 'adam':
         optimizer = chainer.optimizers.Adam(alpha=args.base_lr)

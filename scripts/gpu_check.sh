@@ -128,7 +128,7 @@ echo "[gpu_check] data: $(ls "$DATA"/*/fg | grep -c png) foregrounds in ${#roots
 LOG_ROOT="$OUT_DIR/train"
 TRAIN=(train.py --dataset_root "${roots[@]}" --log_root "$LOG_ROOT" --gpu_id "$GPU_ID"
        --width 1.0 --vgg_weights "$VGG_WEIGHTS" --base_lr 1e-5 --batch_size "$BATCH"
-       --H "$CROP" --W "$CROP" --log_frq 20 --ckpt_frq 150 --val_frq 150 --n_val 8 --seed 0)
+       --H "$CROP" --log_frq 20 --ckpt_frq 150 --val_frq 150 --n_val 8 --seed 0)
 run_limited 200 "training" "$PY" scripts/gpu_check.py run "${TRAIN[@]}" --max_iter "$ITERS"
 "$PY" scripts/gpu_check.py train-speed "$LOG_ROOT"
 LAST_SNAPSHOT="$(ls "$LOG_ROOT" 2>/dev/null | sed -n 's/^snapshot_iter_\([0-9]*\)$/\1/p' | sort -n | tail -1)"

@@ -41,7 +41,7 @@ stop_after() { [ "${STOP_AFTER:-}" = "$1" ] && { echo "stopped after phase $1 (S
 # Stage 1 (encoder-decoder, both losses), VGG16 start, Adam at a constant lr 1e-4: 160,000
 # examples on 160x160 crops (from 160/240/320: the paper's pixel scales at a quarter of the cost
 # per example), then 40,000 on the paper's 320x320 crops.
-phase s1_160 --stage 1 --vgg_weights hed --H 160 --W 160 --crop_sizes 160 240 320 --batch_size 4 \
+phase s1_160 --stage 1 --vgg_weights hed --H 160 --crop_sizes 160 240 320 --batch_size 4 \
     --base_lr 1e-4 --max_iter 40000 --ckpt_frq 200 --val_frq 500 --val_whole_frq 1000
 stop_after s1_160
 phase s1_320 --stage 1 --init_from "$LOG/s1_160/model_final.npz" --batch_size 2 \

@@ -697,7 +697,7 @@ def test_bfloat16_training_follows_float32(composition_root, tmp_path):
         log_root = str(tmp_path / precision)
         code = train.main(['--dataset_root', composition_root, '--log_root', log_root,
                            '--max_iter', '50', '--base_lr', '1e-3', '--ckpt_frq', '50',
-                           '--val_frq', '50', '--width', '0.125', '--H', '64', '--W', '64',
+                           '--val_frq', '50', '--width', '0.125', '--H', '64',
                            '--crop_sizes', '64', '96', '--batch_size', '4', '--log_frq', '5',
                            '--seed', '0', '--precision', precision, '--augment'])
         assert code == 0

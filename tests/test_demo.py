@@ -55,7 +55,7 @@ def test_writes_matte_cutout_and_composite_at_input_size(inputs, ckpt, tmp_path,
     before = {k: digest(inputs[k]) for k in ('image', 'trimap', 'bg')} | {'ckpt': digest(ckpt)}
     out_dir = tmp_path / 'out'
     code, out, err = run_demo([inputs['image'], inputs['trimap'], '--ckpt_path', ckpt,
-                               '--out_dir', str(out_dir), '--newimgs_dir', inputs['bg']], capsys)
+                               '--out_dir', str(out_dir), '--backgrounds', inputs['bg']], capsys)
     assert code == 0, err
     matte = skimage.io.imread(out_dir / 'photo_alpha.png')
     cutout = skimage.io.imread(out_dir / 'photo_cutout.png')
@@ -128,7 +128,7 @@ def test_image_and_trimap_encodings(inputs, ckpt, tmp_path, capsys, image_kind, 
     out_dir = tmp_path / 'out'
     code, out, err = run_demo(['--img_path', image_path, '--tri_path', trimap_path,
                                '--ckpt_path', ckpt, '--out_dir', str(out_dir),
-                               '--newimgs_dir', inputs['bg']], capsys)
+                               '--backgrounds', inputs['bg']], capsys)
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith('warning: ')]
     assert len(warnings) == (1 if trimap_kind == 'rgba102' else 0), err
@@ -158,7 +158,7 @@ def test_defaults_are_the_bundled_files():
     assert image.endswith(os.path.join('imgs', 'astronaut_image.png')) and os.path.isfile(image)
     assert trimap.endswith(os.path.join('imgs', 'astronaut_trimap.png')) and os.path.isfile(trimap)
     assert mask is None
-    assert os.path.isfile(args.newimgs_dir)  # one background, not every image in imgs/
+    assert os.path.isfile(args.backgrounds)  # one background, not every image in imgs/
     args = parser.parse_args(['mine.png'])
     with pytest.raises(demo.InputError, match='trimap'):
         demo.resolve_inputs(args, parser)
@@ -191,7 +191,7 @@ def test_bad_inputs_give_one_error_line(inputs, ckpt, tmp_path, capsys, case):
         skimage.io.imsave(trimap, inputs['labels'], check_contrast=False)
     before = digest(trimap) if os.path.isfile(trimap) else None
     code, out, err = run_demo([image, trimap, '--ckpt_path', ckpt_path, '--out_dir', str(out_dir),
-                               '--newimgs_dir', inputs['bg']], capsys)
+                               '--backgrounds', inputs['bg']], capsys)
     assert code == 1
     assert one_error_line(err), err
     if case == 'output_is_input':

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / 'mpiexec'
 # momentum SGD: an update linear in the gradient, so float rounding stays float rounding (Adam's
 # first steps are about sign(g), which rounding can flip where g is ~0)
-TINY = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96', '--seed', '0',
+TINY = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96', '--seed', '0',
         '--batch_size', '4', '--optimizer', 'momentum_sgd', '--base_lr', '0.01', '--log_frq', '1',
         '--val_frq', '1000']
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS='1', OMP_NUM_THREADS='1')

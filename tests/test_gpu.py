@@ -33,7 +33,7 @@ pytestmark = pytest.mark.gpu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = options.DEFAULT_CHECKPOINT  # a trained network: outputs not saturated
 BUNDLED = [os.path.join(ROOT, 'imgs', f'astronaut_{kind}.png') for kind in ('image', 'trimap')]
-TINY_TRAIN = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96',
+TINY_TRAIN = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',
               '--batch_size', '2', '--seed', '0']
 
 

@@ -83,7 +83,7 @@ def test_run_and_train_speed_report_a_real_training(tmp_path, composition_root):
     results = tmp_path / 'results.jsonl'
     log_root = tmp_path / 'run'
     result = run([HELPER, 'run', 'train.py', '--dataset_root', composition_root, '--log_root',
-                  str(log_root), '--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes',
+                  str(log_root), '--width', '0.125', '--H', '64', '--crop_sizes',
                   '64', '--batch_size', '2', '--max_iter', '6', '--log_frq', '2',
                   '--ckpt_frq', '6', '--val_frq', '6'], env={'GPU_CHECK_RESULTS': str(results)})
     assert result.returncode == 0, result.stderr

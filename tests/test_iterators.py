@@ -9,7 +9,7 @@ import train
 from utils.iterators import EpochShards, NextEpochOrder, training_iterator
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset
 
-TINY = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96',
+TINY = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',
         '--batch_size', '2', '--log_frq', '1', '--seed', '0', '--val_frq', '1000']
 
 

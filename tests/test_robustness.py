@@ -26,7 +26,7 @@ from utils.utils import InputError, composite, write_png
 from utils.vgg import read_vgg16_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY_TRAIN = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96',
+TINY_TRAIN = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',
               '--batch_size', '2', '--seed', '0']
 
 

@@ -14,7 +14,7 @@ import train
 from utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ['--width', '0.125', '--H', '64', '--W', '64', '--crop_sizes', '64', '96',
+TINY = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',
         '--batch_size', '4', '--log_frq', '5', '--seed', '0']
 
 
@@ -111,7 +111,7 @@ def test_val_names_hold_back_photographs_from_any_root(dataset, tmp_path):
     from tests.test_loader import make_seed_dataset
     seed_root = make_seed_dataset(tmp_path / 'seed', count=3)
     args = train.options.train_parser().parse_args(
-        ['--dataset_root', dataset, str(seed_root), '--val_names', 'im1', '--H', '32', '--W', '32',
+        ['--dataset_root', dataset, str(seed_root), '--val_names', 'im1', '--H', '32',
          '--crop_sizes', '32'])
     training, validation = train.build_datasets(args)
     train_names = {training.raw[i]['name'] for i in range(len(training.raw))}
@@ -163,3 +163,11 @@ def test_whole_image_validation_needs_val_names(dataset, tmp_path, capsys):
     assert train.main(['--dataset_root', dataset, '--log_root', str(tmp_path / 'r'),
                        '--max_iter', '2', '--val_whole_frq', '2'] + TINY) == 1
     assert '--val_whole_frq needs --val_names' in capsys.readouterr().err
+
+
+def test_the_seed_repositorys_option_names_still_work(dataset):
+    import options
+    args = options.train_parser().parse_args(['--dataset_root', dataset, '--alpha', '0.3'])
+    assert args.alpha_weight == 0.3
+    demo_args = options.demo_parser().parse_args(['--newimgs_dir', 'x.png'])
+    assert demo_args.backgrounds == 'x.png'

@@ -34,7 +34,7 @@ def list_backgrounds(path):
         if not files:
             raise InputError(f'{path}: no background images (png, jpg, bmp, tif) in this folder')
         return files
-    raise InputError(f'{path}: no such background file or folder (--newimgs_dir)')
+    raise InputError(f'{path}: no such background file or folder (--backgrounds)')
 
 
 def read_backgrounds(paths):
