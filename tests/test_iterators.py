@@ -80,3 +80,44 @@ def test_loader_workers_train_the_same_model(composition_root, tmp_path):
     serial, parallel = ([e['main/loss'] for e in runs[w]] for w in (0, 2))
     assert serial[0] == parallel[0]  # the same first batch, bitwise (no update yet)
     np.testing.assert_allclose(serial, parallel, rtol=1e-5)  # (threads may round differently)
+
+
+CONVOLVING_DATASET = """
+import chainer
+import numpy as np
+from nnet.cpu import convolution_2d
+
+x = np.random.default_rng(0).random((1, 16, 64, 64), dtype=np.float32)
+w = np.random.default_rng(1).random((16, 16, 3, 3), dtype=np.float32)
+
+
+class Convolving(chainer.dataset.DatasetMixin):  # each example runs a oneDNN convolution
+    def __len__(self):
+        return 4
+
+    def get_example(self, i):
+        return np.float32(convolution_2d(x, w, pad=1).array.sum())
+"""
+FORK_AFTER_OPENMP = """
+import nnet  # (NumPy 2: before chainer)
+from convolving import Convolving, convolution_2d, w, x
+from utils.iterators import training_iterator
+convolution_2d(x, w, pad=1)  # GNU OpenMP's threads start in this process
+batch = next(training_iterator(Convolving(), 2, workers=1))
+print('batch of', len(batch))
+"""
+
+
+def test_loader_workers_start_after_openmp_has_run(tmp_path):
+    """A worker forked from a process that has run GNU OpenMP (oneDNN's threads, numba's under
+    pymatting) dies at its own first parallel region ("fork() called from a process already
+    using GNU OpenMP"), and the iterator waits for it for ever: workers start from a fork server."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    (tmp_path / 'convolving.py').write_text(CONVOLVING_DATASET)
+    proc = subprocess.run([sys.executable, '-c', FORK_AFTER_OPENMP], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=f'{ROOT}:{tmp_path}', OMP_NUM_THREADS='2'))
+    assert proc.returncode == 0 and 'batch of 2' in proc.stdout, proc.stderr[-2000:]
+    assert 'OpenMP' not in proc.stderr

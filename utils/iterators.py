@@ -17,6 +17,7 @@ The iterator's own order is then simply e * M + arange(M) (``NextEpochOrder``, M
 slots of one rank per epoch): it carries the epoch, it is the same on every rank, and it is what
 a trainer snapshot stores, so a resumed run (any rank) continues with the same examples.
 """
+import multiprocessing
 import time
 
 import chainer
@@ -110,13 +111,19 @@ def training_iterator(dataset, global_batch, seed=0, rank=0, size=1, workers=0):
         dataset: ``utils.loader.AugmentedDataset``.
         global_batch: examples per iteration over all ranks (a multiple of ``size``).
         workers: 0: load in the training thread (``SerialIterator``); n > 0: n worker processes
-            composite, crop and augment the next batches while the network trains
-            (``MultiprocessIterator``, one batch prefetched).
+            (started by a fork server) composite, crop and augment the next batches while the
+            network trains (``MultiprocessIterator``, one batch prefetched).
     Returns:
         ``DataWaitTimer`` around the iterator; batches are lists of global_batch / size examples.
     """
     shards = EpochShards(dataset, global_batch, seed, rank, size)
     if workers:
+        # Workers start from a fresh server process, not a fork of this one: a fork of a process
+        # that has run GNU OpenMP (oneDNN's threads, numba's under pymatting) dies at its first
+        # parallel region ("fork() called from a process already using GNU OpenMP"), and the
+        # iterator would wait for it for ever. (nnet.compat first: the workers unpickle Chainer.)
+        multiprocessing.set_start_method('forkserver', force=True)
+        multiprocessing.set_forkserver_preload(['nnet.compat'])
         iterator = chainer.iterators.MultiprocessIterator(
             shards, shards.local_batch, n_processes=workers, n_prefetch=1,
             order_sampler=NextEpochOrder())
