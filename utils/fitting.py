@@ -13,6 +13,7 @@ import numpy as np
 from nnet.loss import MattingLoss
 from utils import metrics
 from utils.loader import MattingTransform
+from utils.pipeline import saved_matte
 from utils.utils import to_uint8
 
 
@@ -49,19 +50,14 @@ def batches(crops, batch_size):
         k += batch_size
 
 
-def stack(batch):
-    """List of examples -> tuple of (N, ...) arrays, the arguments of ``MattingLoss``."""
-    return tuple(np.stack(parts) for parts in zip(*batch))
-
-
 def predict_crops(model, crops):
     """The encoder-decoder's 8-bit mattes of the crops: list of (S, S) uint8, known pixels forced
     from the trimap as ``evaluate.sh`` does."""
     mattes = []
     for image, trimap, *_ in crops:
         trimap8 = to_uint8(trimap[0])
-        alpha = model.predict(image.transpose(1, 2, 0), trimap8, refine=False)
-        mattes.append(to_uint8(alpha))
+        mattes.append(saved_matte(model.predict(image.transpose(1, 2, 0), trimap8, refine=False),
+                                  trimap8))
     return mattes
 
 
@@ -104,7 +100,7 @@ def train(model, crops, iterations, batch_size=4, lr=1e-4, on_step=None):
     losses = []
     feed = batches(crops, batch_size)
     for iteration in range(1, iterations + 1):
-        loss = loss_fn(*(model.xp.asarray(a) for a in stack(next(feed))))
+        loss = loss_fn(*chainer.dataset.concat_examples(next(feed), model.device))
         loss_fn.cleargrads()
         loss.backward()
         optimizer.update()
