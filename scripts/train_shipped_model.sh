@@ -9,6 +9,12 @@
 # PRECISION=fp32 for float32 convolutions (default bf16: about 1.6x faster on a CPU with AVX-512
 # BF16, see docs/cpu.md). STOP_AFTER=PHASE stops after that phase (s1_160,
 # s1_320, s2, s3); the checkpoint is only written when all phases are done.
+# A session on a fresh machine (no LOG_DIR from an earlier one) goes on from the shipped model
+# instead of starting over: START_FROM=ckpt/dim_vgg16.npz starts stage 1 from that checkpoint
+# instead of VGG16, and S1_ITERS, S1_320_ITERS (0 skips it), S2_ITERS, S3_ITERS size the phases
+# to the session (defaults: the whole recipe, 40000, 20000, 2000, 4000). One session's round:
+#   START_FROM=ckpt/dim_vgg16.npz S1_ITERS=3000 S1_320_ITERS=0 S2_ITERS=300 S3_ITERS=500 \
+#       bash scripts/train_shipped_model.sh logs/round
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
@@ -41,17 +47,23 @@ stop_after() { [ "${STOP_AFTER:-}" = "$1" ] && { echo "stopped after phase $1 (S
 # Stage 1 (encoder-decoder, both losses), VGG16 start, Adam at a constant lr 1e-4: 160,000
 # examples on 160x160 crops (from 160/240/320: the paper's pixel scales at a quarter of the cost
 # per example), then 40,000 on the paper's 320x320 crops.
-phase s1_160 --stage 1 --vgg_weights hed --H 160 --crop_sizes 160 240 320 --batch_size 4 \
-    --base_lr 1e-4 --max_iter 40000 --ckpt_frq 200 --val_frq 500 --val_whole_frq 1000
+if [ -n "${START_FROM:-}" ]; then START=(--init_from "$START_FROM"); else START=(--vgg_weights hed); fi
+phase s1_160 --stage 1 "${START[@]}" --H 160 --crop_sizes 160 240 320 --batch_size 4 \
+    --base_lr 1e-4 --max_iter "${S1_ITERS:-40000}" --ckpt_frq 200 --val_frq 500 --val_whole_frq 1000
 stop_after s1_160
-phase s1_320 --stage 1 --init_from "$LOG/s1_160/model_final.npz" --batch_size 2 \
-    --base_lr 1e-4 --max_iter 20000 --ckpt_frq 100 --val_frq 500 --val_whole_frq 1000
+LAST=s1_160
+if [ "${S1_320_ITERS:-20000}" != 0 ]; then
+    phase s1_320 --stage 1 --init_from "$LOG/s1_160/model_final.npz" --batch_size 2 \
+        --base_lr 1e-4 --max_iter "${S1_320_ITERS:-20000}" --ckpt_frq 100 --val_frq 500 --val_whole_frq 1000
+    LAST=s1_320
+fi
 stop_after s1_320
 # Stage 2 (refinement alone, encoder-decoder frozen, alpha loss, no random dilation) and stage 3
 # (joint, the paper's lr 1e-5).
-phase s2 --stage 2 --init_from "$LOG/s1_320/model_final.npz" --batch_size 2 \
-    --base_lr 1e-4 --max_iter 2000 --ckpt_frq 100 --val_frq 500 --val_whole_frq 500
+S2="${S2_ITERS:-2000}" S3="${S3_ITERS:-4000}"
+phase s2 --stage 2 --init_from "$LOG/$LAST/model_final.npz" --batch_size 2 \
+    --base_lr 1e-4 --max_iter "$S2" --ckpt_frq 100 --val_frq 500 --val_whole_frq $((S2 < 500 ? S2 : 500))
 stop_after s2
 phase s3 --stage 3 --init_from "$LOG/s2/model_final.npz" --batch_size 2 \
-    --base_lr 1e-5 --max_iter 4000 --ckpt_frq 100 --val_frq 500 --val_whole_frq 1000
+    --base_lr 1e-5 --max_iter "$S3" --ckpt_frq 100 --val_frq 500 --val_whole_frq $((S3 < 1000 ? S3 : 1000))
 python -m utils.ship_checkpoint "$LOG/s3/model_final.npz" ckpt/dim_vgg16.npz
