@@ -7,14 +7,15 @@
 
 The whole image goes through the network in one pass at full resolution (as the paper tests);
 trimap-known pixels keep 0 / 1. Written into --out_dir (each file atomically; see
-``utils.pipeline``): ``<stem>_alpha.png``, ``<stem>_cutout.png`` (RGBA, estimated foreground
+``utils.inference.pipeline``): ``<stem>_alpha.png``, ``<stem>_cutout.png`` (RGBA, estimated foreground
 colours), ``<stem>_over_<bgstem>.png`` per background of --backgrounds and, with --mask,
 ``<stem>_trimap.png``. ``--backend onnxruntime`` runs the same pipeline through onnxruntime.
-Folders: see ``utils.folders`` (progress, failures skipped and listed, complete outputs skipped).
+Folders: see ``utils.inference.folders`` (progress, failures skipped and listed, complete outputs skipped).
 
 With no image and trimap it runs on the bundled imgs/astronaut_image.png and imgs/astronaut_trimap.png.
 """
-from utils.interrupts import quiet_while_importing
+from utils.errors import quiet_while_importing
+
 quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
 
 import os
@@ -22,11 +23,11 @@ import sys
 import time
 
 import options
-from utils import folders, pipeline
-from utils.backends import load_backend
-from utils.cli import run_reporting_errors
-from utils.trimap import default_band
-from utils.utils import InputError, refuse_overwriting_inputs
+from utils.data.trimap import default_band
+from utils.errors import InputError, run_reporting_errors
+from utils.images import refuse_overwriting_inputs
+from utils.inference import folders, pipeline
+from utils.inference.backends import load_backend
 
 
 def resolve_inputs(args, parser):
@@ -108,7 +109,7 @@ def run(args, parser):
 def main(argv=None):
     parser = options.demo_parser()
     args = parser.parse_args(argv)
-    return run_reporting_errors(run, args, parser)
+    return run_reporting_errors(options.with_precision(run), args, parser)
 
 
 if __name__ == '__main__':

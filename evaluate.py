@@ -2,20 +2,22 @@
 
 For every image x trimap set and every method (``dim``: a trained checkpoint; ``closed_form`` and
 ``knn``: pymatting; ``pred_dir``: mattes made elsewhere) the matte is scored with SAD, MSE, Grad
-and Conn as the authors' evaluation code does (``utils.metrics``, 0..255 scale). Every matte is
+and Conn as the authors' evaluation code does (``utils.evaluation.metrics``, 0..255 scale). Every matte is
 scored as a saved PNG matte would be: trimap-known pixels forced to 0 / 255, then rounded to
 8 bits; the ground truth is read as 8-bit too.
 
 Written into --out_dir, atomically: ``metrics.csv`` (a row per image, trimap set and method, then
 mean rows per method and set and per method overall), ``summary.md`` (the means as a Markdown
 table) and ``figure.png`` (image | trimap | each method's matte | ground truth | error of the
-first method), with ``utils.report``. The images go through ``utils.pipeline`` (reading,
-checks, the saved matte) and ``dim`` through ``utils.backends`` (``--backend onnxruntime``
+first method), with ``utils.evaluation.report``. The images go through ``utils.inference.pipeline`` (reading,
+checks, the saved matte) and ``dim`` through ``utils.inference.backends`` (``--backend onnxruntime``
 scores an exported model).
 """
-from utils.interrupts import quiet_while_importing
+from utils.errors import quiet_while_importing
+
 quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
 
+import collections
 import os
 import sys
 import time
@@ -23,17 +25,24 @@ import time
 import numpy as np
 
 import options
-from utils.backends import load_backend
-from utils.cli import run_reporting_errors
+from utils.errors import InputError, run_reporting_errors
+from utils.evaluation.metrics import evaluate_all
+from utils.evaluation.report import (
+    mean_rows,
+    print_table,
+    thumbnail,
+    write_csv,
+    write_figure,
+    write_summary,
+)
+from utils.images import UNKNOWN, read_alpha, refuse_overwriting_inputs, to_uint8, write_png
+from utils.inference.backends import load_backend
+from utils.inference.pipeline import read_inputs, saved_matte
 from utils.loader import seed_layout_files
-from utils.metrics import evaluate_all
-from utils.pipeline import read_inputs, saved_matte
-from utils.report import (mean_rows, print_table, thumbnail, write_csv, write_figure,
-                          write_summary)
-from utils.utils import (UNKNOWN, InputError, read_alpha, refuse_overwriting_inputs, to_uint8,
-                         write_png)
 
 PRED_DIR_METHOD = 'pred_dir'
+# One matte to score: a ``utils.loader.SeedFile``'s fields and its --pred_dir prediction (or None).
+Entry = collections.namedtuple('Entry', 'name image alpha trimap_set trimap prediction')
 
 
 def image_size(path):
@@ -61,7 +70,7 @@ def find_prediction(pred_dir, trimap_set, name):
 
 
 def list_examples(args):
-    """Dataset entries (name, image, alpha, set, trimap, prediction path or None), checked up
+    """``Entry`` per matte (a ``SeedFile`` and its --pred_dir prediction path or None), checked up
     front (names exist, sizes agree) so that a long run does not stop half way."""
     files = []
     for root in args.dataset_root:
@@ -71,7 +80,7 @@ def list_examples(args):
             if not args.names or len(args.dataset_root) == 1:
                 raise
             seed_layout_files(root, args.trimap_sets)  # a broken root is an error, not skipped
-    found = {f[0] for f in files} | {os.path.splitext(f[0])[0] for f in files}
+    found = {f.name for f in files} | {os.path.splitext(f.name)[0] for f in files}
     missing = [n for n in args.names or () if n not in found]
     if missing:
         raise InputError(f'--names {missing[0]}: no such image in {" ".join(args.dataset_root)}')
@@ -86,7 +95,7 @@ def list_examples(args):
                 h, w = image_size(path)
                 raise InputError(f'{path}: {w}x{h} differs from its image {image} '
                                  f'({size[1]}x{size[0]}, width x height)')
-        examples.append((name, image, alpha, trimap_set, trimap, pred))
+        examples.append(Entry(name, image, alpha, trimap_set, trimap, pred))
     return examples
 
 
@@ -108,12 +117,12 @@ def make_methods(args):
             from pymatting import estimate_alpha_knn
             methods[name] = pymatting_method(name, estimate_alpha_knn)
         else:
-            methods[name] = lambda image, trimap, example: read_alpha(example[5])
+            methods[name] = lambda image, trimap, example: read_alpha(example.prediction)
     return methods
 
 
 def dim_method(args):
-    """The checkpoint (or --onnx model) through ``utils.backends``, as the demo runs it."""
+    """The checkpoint (or --onnx model) through ``utils.inference.backends``, as the demo runs it."""
     backend = load_backend(args.backend, args.ckpt_path, options.DEFAULT_CHECKPOINT, args.onnx,
                            args.gpu_id, args.width)
     return lambda image, trimap, example: backend.predict(image, trimap, refine=not args.no_refine)
@@ -127,7 +136,7 @@ def pymatting_method(name, estimate):
         try:
             return estimate(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
         except ValueError as e:  # e.g. a trimap without background or foreground pixels
-            raise InputError(f'{example[4]}: {name} failed ({e})'.splitlines()[0])
+            raise InputError(f'{example.trimap}: {name} failed ({e})'.splitlines()[0])
     return predict
 
 
@@ -142,7 +151,7 @@ def run(args):
             for method in methods:
                 saved[name, trimap_set, method] = os.path.join(
                     args.save_dir, method, trimap_set, os.path.splitext(name)[0] + '.png')
-    inputs = [p for example in examples for p in example[1:3] + example[4:]]
+    inputs = [p for e in examples for p in (e.image, e.alpha, e.trimap, e.prediction) if p]
     refuse_overwriting_inputs(outputs + list(saved.values()), inputs + [args.ckpt_path])
 
     rows, panels = [], []
@@ -189,7 +198,7 @@ def run(args):
 
 def main(argv=None):
     args = options.evaluate_parser().parse_args(argv)
-    return run_reporting_errors(run, args)
+    return run_reporting_errors(options.with_precision(run), args)
 
 
 if __name__ == '__main__':

@@ -6,11 +6,13 @@ The seed repository's option names are kept (--dataset_root --log_root --H --tra
 the rest is what the paper's recipe needs.
 """
 import argparse
+import functools
 import json
 import os
 
-from utils.augment import AUGMENTATIONS
-from utils.utils import InputError, atomic_write
+from utils.data.augment import AUGMENTATIONS
+from utils.errors import InputError
+from utils.images import atomic_write
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CHECKPOINT = os.path.join(ROOT, 'ckpt', 'dim_vgg16.npz')
@@ -267,3 +269,19 @@ def check_train_args(args):
         raise InputError('--trimap_kernel MIN must not exceed MAX')
     if args.vgg_weights and args.width != 1.0:
         raise InputError('--vgg_weights needs --width 1.0 (VGG16 has the paper\'s channel counts)')
+
+
+def with_precision(run):
+    """``run(args, ...)`` with the CPU backend (nnet.cpu) in ``args.precision``.
+
+    Raises InputError for bf16 on a GPU (there the layers are Chainer's own float32 functions).
+    """
+    @functools.wraps(run)
+    def run_in_precision(args, *rest):
+        from nnet.cpu import precision
+        if args.precision == 'bf16' and args.gpu_id >= 0:
+            raise InputError('--precision bf16 is for the CPU only (on a GPU the layers are '
+                             "Chainer's own functions in float32)")
+        with precision(args.precision):
+            return run(args, *rest)
+    return run_in_precision

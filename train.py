@@ -2,33 +2,44 @@
 
 Re-running the same command resumes from the last snapshot in --log_root.
 """
-from utils.interrupts import quiet_while_importing
+from utils.errors import quiet_while_importing
+
 quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
 
 import os
 import sys
 
-import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
 import chainer
 import numpy as np
 from chainer import training
 from chainer.training import extensions
 
+import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
 import options
 from nnet.loss import MattingLoss
 from nnet.model import DIM, VGG_INPUT_SCALE
-from utils import distributed
-from utils.checkpoint import SNAPSHOT_PREFIX, load_checkpoint, save_checkpoint
-from utils.cli import run_reporting_errors
-from utils.extensions import (AtomicPlotReport, DivergenceGuard, MattingValidation,
-                              ModelCheckpoint, TrainingDiverged, WholeImageValidation)
-from utils.iterators import training_iterator
-from utils.loader import (AugmentedDataset, MattingTransform, foreground_loaders, make_dataset,
-                          seed_layout_files)
-from utils.utils import InputError
-from utils.vgg import read_vgg16_params
+from utils.data.iterators import training_iterator
+from utils.errors import InputError, run_reporting_errors
+from utils.loader import (
+    AugmentedDataset,
+    MattingTransform,
+    foreground_loaders,
+    make_dataset,
+    seed_layout_files,
+)
+from utils.training import distributed
+from utils.training.checkpoint import SNAPSHOT_PREFIX, load_checkpoint, save_checkpoint
+from utils.training.extensions import (
+    AtomicPlotReport,
+    DivergenceGuard,
+    MattingEvaluator,
+    ModelCheckpoint,
+    TrainingDiverged,
+    WholeImageValidation,
+)
+from utils.training.vgg import read_vgg16_params
 
-
+INTERRUPTED_MESSAGE = 'interrupted: re-run the same command to resume from the last snapshot'
 NOISY_ALPHA_FLOOR = 16 / 255  # --noisy_alpha_roots: alpha below this is noise, set to 0
 
 
@@ -56,7 +67,7 @@ def held_back_files(roots, names, trimap_sets=None):
             files = seed_layout_files(root, trimap_sets=trimap_sets, names=names)
         except InputError:
             continue
-        have = sorted({f[0] for f in files} | {os.path.splitext(f[0])[0] for f in files})
+        have = sorted({f.name for f in files} | {os.path.splitext(f.name)[0] for f in files})
         found[root] = [n for n in names if n in have]
     missing = [n for n in names if not any(n in held for held in found.values())]
     if missing:
@@ -97,58 +108,47 @@ def build_datasets(args):
     return train, chainer.datasets.SubDataset(val, 0, min(args.n_val, len(val)))
 
 
-def run(args, job=None):
-    job = job or distributed.Job()  # one process, unless --distributed (utils/distributed.py)
-    options.check_train_args(args)
-    job.check_batch(args.batch_size)
-    device = job.device(args.gpu_id)
-    np.random.seed(args.seed)  # Chainer's initializers draw from NumPy's global generator
-    model = build_model(args)
-    train, val = build_datasets(args)
-    print(f'stage {args.stage}, width {args.width}: {len(train)} training examples, '
-          f'{len(val)} validation crops, device {device}')
-    model.to_device(device)
-    device.use()
-
+def build_trainer(args, job, model, train, device):
+    """The Trainer of one process: the loss, the optimizer (averaged over the ranks under MPI),
+    the iterator over this rank's share of each global batch, the updater."""
     loss = MattingLoss(model, stage=args.stage, alpha_weight=args.alpha_weight, eps=args.epsilon,
                        unknown_pixels=job.unknown_pixels())
     if args.optimizer == 'adam':
         optimizer = chainer.optimizers.Adam(alpha=args.base_lr)
-        lr_name = 'alpha'
     else:
         optimizer = chainer.optimizers.MomentumSGD(lr=args.base_lr, momentum=0.9)
-        lr_name = 'lr'
     optimizer = job.optimizer(optimizer)
     loss.setup_optimizer(optimizer)
-
     train_iter = training_iterator(train, args.batch_size, args.seed, job.rank, job.size,
                                    args.loader_workers)
     updater = training.updaters.StandardUpdater(train_iter, optimizer, device=device)
     stop = (args.max_iter, 'iteration') if args.max_iter else (args.max_epochs, 'epoch')
-    trainer = job.trainer(updater, stop, out=args.log_root)  # rank 0 alone writes and prints
-    if job.is_writer:
-        options.save_options(args, args.log_root)
+    return job.trainer(updater, stop, out=args.log_root)
 
-    last_iteration = args.max_iter or args.max_epochs * -(-len(train) // args.batch_size)
+
+def add_extensions(trainer, args, job, model, val, device, n_train):
+    """Validation, logs, plots and snapshots; rank 0 alone writes and prints (``if writer``)."""
+    last_iteration = args.max_iter or args.max_epochs * -(-n_train // args.batch_size)
 
     def every(frq):
         return lambda t: t.updater.iteration % frq == 0 or t.updater.iteration >= last_iteration
 
     log_every, snapshot_every = every(args.log_frq), every(args.ckpt_frq)
+    refine = args.stage != 1
     # on the GPU the guard reads the loss only where a log or a snapshot is written
     trainer.extend(DivergenceGuard(read_trigger=lambda t: log_every(t) or snapshot_every(t)))
     if args.optimizer == 'momentum_sgd':
-        trainer.extend(extensions.LinearShift(lr_name, (args.base_lr, 0.0), (0, last_iteration)))
-    trainer.extend(MattingValidation(val, model, refine=args.stage != 1, device=device),
-                   trigger=every(args.val_frq))
+        trainer.extend(extensions.LinearShift('lr', (args.base_lr, 0.0), (0, last_iteration)))
+    crops = chainer.iterators.SerialIterator(job.shard(val), 1, repeat=False, shuffle=False)
+    evaluator = MattingEvaluator(crops, model, refine, device, n_grid=4 if job.is_writer else 0)
+    trainer.extend(job.evaluator(evaluator), trigger=every(args.val_frq))
+    if not job.is_writer:
+        return
     if args.val_whole_frq:
-        if not args.val_names:
-            raise InputError('--val_whole_frq needs --val_names (the photographs to score whole)')
         files = [f for root, names in held_back_files(args.dataset_root, args.val_names,
                                                       args.trimap_sets).items()
                  for f in seed_layout_files(root, args.trimap_sets, names)]
-        trainer.extend(WholeImageValidation(files, model, refine=args.stage != 1,
-                                            batch_size=args.batch_size),
+        trainer.extend(WholeImageValidation(files, model, refine, batch_size=args.batch_size),
                        trigger=every(args.val_whole_frq))
     trainer.extend(extensions.observe_lr(observation_key='lr'), trigger=log_every)
     trainer.extend(extensions.LogReport(trigger=log_every))
@@ -165,8 +165,28 @@ def run(args, job=None):
                    trigger=snapshot_every)
     trainer.extend(ModelCheckpoint(model), trigger=snapshot_every)
     trainer.extend(extensions.ProgressBar(update_interval=max(1, min(10, args.log_frq))))
+
+
+def run(args, job=None):
+    job = job or distributed.Job()  # one process, unless --distributed (utils/training/distributed.py)
+    options.check_train_args(args)
+    job.check_batch(args.batch_size)
+    if args.val_whole_frq and not args.val_names:
+        raise InputError('--val_whole_frq needs --val_names (the photographs to score whole)')
+    device = job.device(args.gpu_id)
+    np.random.seed(args.seed)  # Chainer's initializers draw from NumPy's global generator
+    model = build_model(args)
+    train, val = build_datasets(args)
+    print(f'stage {args.stage}, width {args.width}: {len(train)} training examples, '
+          f'{len(val)} validation crops, device {device}')
+    model.to_device(device)
+    device.use()
+    trainer = build_trainer(args, job, model, train, device)
+    if job.is_writer:
+        options.save_options(args, args.log_root)
+    add_extensions(trainer, args, job, model, val, device, len(train))
     job.ready()  # every rank set up (else all stop, rank 0 saying why); collectives from here
-    job.share_weights(model, optimizer)
+    job.share_weights(model, trainer.updater.get_optimizer('main'))
     resumed = job.resume(trainer, args.log_root)
     if resumed is not None:
         print(f'resuming from the snapshot of iteration {resumed}')
@@ -180,14 +200,18 @@ def run(args, job=None):
     print(f'done: {final}')
 
 
+def train(args):
+    """One process's part of the run (alone, or one rank of an MPI job)."""
+    job = distributed.Job.start(args)
+    with job.reporting_errors(errors=(TrainingDiverged,), interrupted=INTERRUPTED_MESSAGE):
+        run(args, job)
+
+
 def main(argv=None):
     with distributed.stderr_on_rank0_only():
         args = options.train_parser().parse_args(argv)
-    under_mpi = args.distributed or distributed.launcher_size() > 1
-    report = distributed.run_reporting_errors if under_mpi else run_reporting_errors
-    return report(
-        run, args, errors=(TrainingDiverged,),
-        interrupted='interrupted: re-run the same command to resume from the last snapshot')
+    return run_reporting_errors(options.with_precision(train), args, errors=(TrainingDiverged,),
+                                interrupted=INTERRUPTED_MESSAGE)
 
 
 if __name__ == '__main__':

@@ -4,4 +4,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
-python scripts/benchmark.py "$@"
+python -m scripts.benchmark "$@"

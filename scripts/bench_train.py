@@ -7,7 +7,7 @@ and saves, left out) and the mean ``data_wait`` (seconds an iteration waited for
 an MPI run the mean over the ranks). The configurations run one after another in one call:
 compare the ratios of one call.
 
-Usage: python scripts/bench_train.py DATASET_ROOT [--width 1.0] [--batch_size 2]
+Usage: python -m scripts.bench_train DATASET_ROOT [--width 1.0] [--batch_size 2]
            [--iterations 8] [--warmup 2] [--configs 1x2:0 2x1:0 1x2:2] [--rounds 1]
 A configuration RxT:W is R ranks, T threads per rank (OMP_NUM_THREADS for oneDNN's
 convolutions, OPENBLAS_NUM_THREADS for NumPy), W --loader_workers.

@@ -106,6 +106,7 @@ def padded(height, img_width):
 def make_input(height, img_width):
     """The padded network input of a fixed random picture and trimap, (1, 4, H', W') float32."""
     import numpy as np
+
     from nnet.model import network_input, pad_to_multiple
     rng = np.random.RandomState(0)
     image = rng.rand(1, 3, height, img_width).astype(np.float32)
@@ -116,20 +117,23 @@ def make_input(height, img_width):
 
 def chainer_model(width):
     import numpy as np
+
     from nnet.model import EncoderDecoder
     np.random.seed(0)  # Chainer's initializers draw from NumPy's global generator
     return EncoderDecoder(width)
 
 
 def chainer_runner(width, x, backward, stock, precision):
-    import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
+    import contextlib
+
     import chainer
     import chainer.functions as F
+
+    import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
     from nnet.cpu import set_precision, stock_path
-    import contextlib
     set_precision(precision)
     model = chainer_model(width)
-    model.cleargrads()  # as utils.checkpoint.load_model (no NaN-filled gradients held)
+    model.cleargrads()  # as utils.training.checkpoint.load_model (no NaN-filled gradients held)
 
     def run():
         ctx = stock_path() if stock else contextlib.nullcontext()
@@ -150,6 +154,7 @@ def torch_runner(width, x, backward, threads, precision, channels_last):
     import numpy as np
     import torch
     from torch import nn
+
     from nnet.model import DECODER, ENCODER_STAGES
     torch.set_num_threads(threads)
     params = {name: (link.W.array, link.b.array)  # same weights as the Chainer workers
@@ -213,9 +218,10 @@ def torch_runner(width, x, backward, threads, precision, channels_last):
 
 
 def onnxruntime_runner(width, x, backward, threads):
-    """The same network exported with utils.onnx_export, run by onnxruntime (forward only)."""
+    """The same network exported with utils.inference.onnx, run by onnxruntime (forward only)."""
     import onnxruntime
-    from utils.onnx_export import to_onnx
+
+    from utils.inference.onnx import to_onnx
     if backward:
         raise SystemExit('onnxruntime: forward only')
     proto = to_onnx(chainer_model(width), (x,), ['x'], ['alpha']).SerializeToString()
@@ -351,6 +357,7 @@ def predict_once_worker(keep):
     """One two-stage ``DIM.predict`` (width 1.0) of a random 1920x1080 picture in this fresh
     process, as demo.py runs it for one photo; prints seconds and peak memory as JSON."""
     import numpy as np
+
     from nnet.cpu import keep_freed_memory
     from nnet.model import DIM
     if keep:

@@ -3,4 +3,4 @@
 # Any height and width that are multiples of 32; the pre-processing is in the file's metadata.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
-python -m utils.onnx_export "$@"
+python -m scripts.export_onnx "$@"

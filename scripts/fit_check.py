@@ -2,15 +2,14 @@
 
 Trains stage 1 from VGG16's weights on ``--crops`` fixed crops of training photographs (their
 given trimaps, no augmentation) and scores the crops every ``--every`` iterations beside
-closed-form matting on the same crops and trimaps (``utils.fitting``). Writes into --out:
+closed-form matting on the same crops and trimaps (``utils.training.fitting``). Writes into --out:
 fit_check.json (the curve), fit_check.png (SAD and Gradient error as fractions of closed-form's)
 and mattes.png (rows of crops: image | trimap | closed-form | DIM | ground truth).
 The check passes when both fractions fall below --target (0.3).
 
-Usage: python scripts/fit_check.py [--precision bf16] [--iterations 1500] [--size 160]
+Usage: python -m scripts.fit_check [--precision bf16] [--iterations 1500] [--size 160]
            [--names GT04 GT05 GT13 GT24] [--out logs/fit_check]
 """
-import nnet.compat  # noqa: F401  (NumPy 2: before chainer)
 import argparse
 import json
 import sys
@@ -19,16 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+import nnet.compat  # noqa: F401  (NumPy 2: before chainer)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnet import cpu  # noqa: E402
 from nnet.model import DIM, VGG_INPUT_SCALE  # noqa: E402
-from utils import fitting  # noqa: E402
-from utils.extensions import image_grid  # noqa: E402
+from utils.images import write_png  # noqa: E402
 from utils.loader import make_dataset  # noqa: E402
-from utils.utils import write_png  # noqa: E402
-from utils.vgg import read_vgg16_params  # noqa: E402
+from utils.training import fitting  # noqa: E402
+from utils.training.extensions import image_grid  # noqa: E402
+from utils.training.vgg import read_vgg16_params  # noqa: E402
 
 
 def plot(history, closed_form, target, path):

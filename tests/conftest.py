@@ -1,11 +1,12 @@
 """Shared fixtures: where ../shared is, and small deterministic inputs; GPU tests' skipping."""
-import nnet.compat  # noqa: F401,E402  (NumPy 2: before any chainer import; see nnet/compat.py)
 import functools
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import nnet.compat  # noqa: F401,E402  (NumPy 2: before any chainer import; see nnet/compat.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
@@ -55,7 +56,7 @@ def rng():
 @pytest.fixture(scope='session')
 def composition_root(tmp_path_factory):
     """A tiny composition-layout dataset (6 synthetic 96x96 foregrounds), written once."""
-    from utils import synthetic
+    from utils.data import synthetic
     root = tmp_path_factory.mktemp('composition_tiny')
     synthetic.write_composition_dataset(str(root), 6, np.random.default_rng(0), size=(96, 96))
     return str(root)
@@ -66,7 +67,7 @@ def ckpt(tmp_path_factory):
     """A checkpoint of an untrained DIM(0.125): real file, narrow network, the same weights in
     every run (Chainer's initializers draw from NumPy's global generator, seeded here)."""
     from nnet.model import DIM
-    from utils.checkpoint import save_checkpoint
+    from utils.training.checkpoint import save_checkpoint
     path = tmp_path_factory.mktemp('ckpt') / 'dim.npz'
     state = np.random.get_state()
     np.random.seed(6)  # a seed whose mattes have no pooling near-tie (see test_onnx.py)

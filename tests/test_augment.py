@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from utils import augment, synthetic
-from utils.utils import composite
+from utils.data import augment, synthetic
+from utils.images import composite
 
 
 @pytest.fixture

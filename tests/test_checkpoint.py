@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from nnet.model import DIM
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.utils import InputError
-from utils.vgg import VGG_CONV_LAYERS, read_vgg16_params
+from utils.errors import InputError
+from utils.training.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.vgg import VGG_CONV_LAYERS, read_vgg16_params
 
 
 def test_checkpoint_roundtrip_rebuilds_same_network(tmp_path, rng):
@@ -92,6 +92,7 @@ def test_vgg16_conv1_1_matches_vgg_on_bgr_input(tmp_path, rng, input_scale):
     """Our RGB [0,1] input through the loaded conv1_1 (and its ReLU) equals VGG16 on BGR 0..255
     minus mean."""
     import chainer.functions as F
+
     from nnet.model import network_input
     path = tmp_path / 'vgg16.npz'
     arrays = write_vgg16_npz(path, rng, with_fc6=False)
@@ -122,7 +123,7 @@ def test_vgg16_file_without_layers_is_refused(tmp_path):
 def test_float16_shipped_checkpoint_predicts_within_one_level(ckpt, tmp_path, rng):
     """A checkpoint shipped as float16 loads as float32 and mattes like the float32 one
     (mean difference at most 1/255 in the unknown region)."""
-    from utils.ship_checkpoint import main as ship
+    from scripts.ship_checkpoint import main as ship
     shipped = tmp_path / 'shipped.npz'
     assert ship([ckpt, str(shipped)]) == 0
     with np.load(shipped, allow_pickle=False) as f:
@@ -139,7 +140,7 @@ def test_float16_shipped_checkpoint_predicts_within_one_level(ckpt, tmp_path, rn
 
 
 def test_identity_refinement_passes_stage_one_alpha_through(ckpt, tmp_path, rng):
-    from utils.ship_checkpoint import main as ship
+    from scripts.ship_checkpoint import main as ship
     shipped = tmp_path / 'stage1.npz'
     assert ship([ckpt, str(shipped), '--identity_refinement']) == 0
     model = load_checkpoint(str(shipped))
@@ -150,7 +151,7 @@ def test_identity_refinement_passes_stage_one_alpha_through(ckpt, tmp_path, rng)
 
 
 def test_shipping_a_missing_checkpoint_is_one_line(tmp_path, capsys):
-    from utils.ship_checkpoint import main as ship
+    from scripts.ship_checkpoint import main as ship
     assert ship([str(tmp_path / 'nope.npz'), str(tmp_path / 'out.npz')]) == 1
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'checkpoint not found' in err

@@ -735,9 +735,9 @@ def test_shipped_model_bfloat16_on_photographs(shared_data):
     max-pooling now meets ties among rounded values) and SAD moves by under 1% (measured:
     0.09-0.48%; 0.01-0.32% before)."""
     import options
-    from utils.checkpoint import load_model
-    from utils.metrics import sad
-    from utils.utils import UNKNOWN, read_alpha, read_image, read_trimap
+    from utils.evaluation.metrics import sad
+    from utils.images import UNKNOWN, read_alpha, read_image, read_trimap
+    from utils.training.checkpoint import load_model
     if not os.path.exists(options.DEFAULT_CHECKPOINT):
         pytest.skip('no default checkpoint')
     root = shared_data / 'alphamatting'

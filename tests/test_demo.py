@@ -15,8 +15,8 @@ from PIL import Image
 import demo
 import options
 from tests.helpers import one_error_line
-from utils import pipeline
-from utils.checkpoint import load_model
+from utils.inference import pipeline
+from utils.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 53, 77  # not multiples of 32

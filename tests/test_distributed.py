@@ -14,15 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import options
 import train
-from tests.helpers import rel_err
-from utils import synthetic
-from utils.checkpoint import load_checkpoint
-from utils.distributed import parameter_digest
-from utils.iterators import EpochShards
+from utils.data import synthetic
+from utils.data.iterators import EpochShards
+from utils.training.checkpoint import load_checkpoint
+from utils.training.distributed import parameter_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / 'mpiexec'

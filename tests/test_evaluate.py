@@ -11,10 +11,11 @@ from scipy import ndimage
 import evaluate
 import options
 from tests.helpers import one_error_line
-from utils import report, synthetic
-from utils.make_demo_images import trimap_from_alpha
-from utils.metrics import evaluate_all
-from utils.utils import composite, read_alpha, read_trimap, to_uint8
+from utils.data import synthetic
+from utils.data.trimap import erode_to_trimap
+from utils.evaluation import report
+from utils.evaluation.metrics import evaluate_all
+from utils.images import composite, read_alpha, read_trimap, to_uint8
 
 H, W = 48, 64
 NAMES = ['s0.png', 's1.png']
@@ -37,7 +38,7 @@ def dataset(tmp_path_factory):
                           synthetic.make_background(rng, H, W))
         alpha8 = to_uint8(alpha)
         for sub, array in [('input', to_uint8(image)), ('gt', alpha8)] + [
-                (f'trimap/{s}', trimap_from_alpha(alpha8, d)) for s, d in SETS.items()]:
+                (f'trimap/{s}', erode_to_trimap(alpha8 / 255.0, d, d)) for s, d in SETS.items()]:
             os.makedirs(root / sub, exist_ok=True)
             skimage.io.imsave(root / sub / name, array, check_contrast=False)
     return root

@@ -5,8 +5,8 @@ import pytest
 from nnet import cpu
 from nnet.model import DIM
 from tests.test_loader import make_seed_dataset
-from utils import fitting
 from utils.loader import make_dataset
+from utils.training import fitting
 
 
 @pytest.fixture(scope='module')

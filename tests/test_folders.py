@@ -9,10 +9,9 @@ import demo
 import evaluate
 from tests.helpers import one_error_line
 from tests.test_demo import write_png16
-from utils import synthetic
-from utils.make_demo_images import trimap_from_alpha
-from utils.trimap import default_band, trimap_from_mask
-from utils.utils import read_alpha, read_image, to_uint8
+from utils.data import synthetic
+from utils.data.trimap import default_band, erode_to_trimap, trimap_from_mask
+from utils.images import read_alpha, read_image, to_uint8
 
 H, W = 40, 56
 GOOD = ('a', 'b', 'c')
@@ -30,7 +29,7 @@ def picture(seed):
     image = synthetic.make_foreground(rng, H, W) * alpha[..., None] + \
         synthetic.make_background(rng, H, W) * (1 - alpha[..., None])
     alpha8 = to_uint8(alpha)
-    return to_uint8(image), trimap_from_alpha(alpha8, 3), alpha8
+    return to_uint8(image), erode_to_trimap(alpha8 / 255.0, 3, 3), alpha8
 
 
 @pytest.fixture
@@ -215,7 +214,7 @@ def test_sixteen_bit_image_keeps_its_low_bytes_through_the_evaluation(tmp_path, 
         else:
             save(root / 'input' / 's.png', (pixels >> 8).astype(np.uint8))
         save(root / 'gt' / 's.png', alpha8)
-        save(root / 'trimap' / 'a' / 's.png', trimap_from_alpha(alpha8, 4))
+        save(root / 'trimap' / 'a' / 's.png', erode_to_trimap(alpha8 / 255.0, 4, 4))
         assert evaluate.main([str(root), '--method', 'closed_form', '--out_dir',
                               str(tmp_path / f'eval{bits}')]) == 0
         rows = (tmp_path / f'eval{bits}' / 'metrics.csv').read_text().splitlines()

@@ -21,13 +21,18 @@ import options
 import train
 from nnet.cpu import pool as fast_pool
 from nnet.cpu.activation import relu
-from nnet.loss import (MattingLoss, alpha_prediction_loss, compositional_loss, masked_mean,
-                       unknown_mask)
-from nnet.model import DIM, pad_to_multiple
+from nnet.loss import (
+    MattingLoss,
+    alpha_prediction_loss,
+    compositional_loss,
+    masked_mean,
+    unknown_mask,
+)
+from nnet.model import pad_to_multiple
 from tests.helpers import rel_err
 from tests.test_evaluate import dataset  # noqa: F401  (the fixture: a small seed-layout set)
-from utils.checkpoint import load_checkpoint
-from utils.utils import read_alpha, read_image, read_trimap
+from utils.images import read_alpha, read_image, read_trimap
+from utils.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.gpu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import one_error_line
-from utils.utils import read_image, read_trimap
+from utils.images import read_image, read_trimap
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = str(ROOT / 'scripts' / 'gpu_check.py')
@@ -26,7 +26,7 @@ def run(args, env=None, **kwargs):
 
 def test_float16_vgg16_file_loads_within_float16_rounding(tmp_path):
     from nnet.model import EncoderDecoder
-    from utils.vgg import read_vgg16_params
+    from utils.training.vgg import read_vgg16_params
     out = tmp_path / 'vgg16.npz'
     gpu_check.pack_vgg16(str(out))
     assert out.stat().st_size < 30 * 2 ** 20  # half of the 56 MiB in float32

@@ -6,7 +6,7 @@ import numpy as np
 from chainer import serializers
 
 import train
-from utils.iterators import EpochShards, NextEpochOrder, training_iterator
+from utils.data.iterators import EpochShards, NextEpochOrder, training_iterator
 from utils.loader import AugmentedDataset, MattingTransform, make_dataset
 
 TINY = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',
@@ -101,7 +101,7 @@ class Convolving(chainer.dataset.DatasetMixin):  # each example runs a oneDNN co
 FORK_AFTER_OPENMP = """
 import nnet  # (NumPy 2: before chainer)
 from convolving import Convolving, convolution_2d, w, x
-from utils.iterators import training_iterator
+from utils.data.iterators import training_iterator
 convolution_2d(x, w, pad=1)  # GNU OpenMP's threads start in this process
 batch = next(training_iterator(Convolving(), 2, workers=1))
 print('batch of', len(batch))
@@ -114,6 +114,7 @@ def test_loader_workers_start_after_openmp_has_run(tmp_path):
     using GNU OpenMP"), and the iterator waits for it for ever: workers start from a fork server."""
     import subprocess
     import sys
+
     from tests.conftest import ROOT
     (tmp_path / 'convolving.py').write_text(CONVOLVING_DATASET)
     proc = subprocess.run([sys.executable, '-c', FORK_AFTER_OPENMP], capture_output=True,

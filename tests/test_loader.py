@@ -3,11 +3,20 @@ import numpy as np
 import pytest
 from chainer.datasets import ConcatenatedDataset
 
-from utils import synthetic
-from utils.loader import (AugmentedDataset, MattingTransform, crop_around_unknown,
-                          fit_background, foreground_loaders, generate_trimap, layout, make_dataset,
-                          resize_to)
-from utils.utils import InputError, composite, read_trimap, write_png
+from utils.data import synthetic
+from utils.errors import InputError
+from utils.images import composite, read_trimap, write_png
+from utils.loader import (
+    AugmentedDataset,
+    MattingTransform,
+    crop_around_unknown,
+    fit_background,
+    foreground_loaders,
+    generate_trimap,
+    layout,
+    make_dataset,
+    resize_to,
+)
 
 VALUES = {0.0, np.float32(128 / 255), 1.0}
 

@@ -3,7 +3,7 @@ import chainer
 import numpy as np
 from chainer import gradient_check
 
-from nnet.loss import (MattingLoss, alpha_prediction_loss, compositional_loss, unknown_mask)
+from nnet.loss import MattingLoss, alpha_prediction_loss, compositional_loss, unknown_mask
 from nnet.model import DIM
 
 EPS = 1e-6

@@ -1,4 +1,4 @@
-"""Tests of utils/metrics.py: the reference vectors of the authors' MATLAB code, and hand-made cases."""
+"""Tests of utils/evaluation/metrics.py: the reference vectors of the authors' MATLAB code, and hand-made cases."""
 import csv
 import math
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import metrics
-from utils.utils import read_alpha, read_trimap
+from utils.evaluation import metrics
+from utils.images import read_alpha, read_trimap
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 VECTORS = SHARED / 'metric_vectors'

@@ -12,11 +12,12 @@ import skimage.io
 
 import demo
 import options
+from scripts import export_onnx
 from tests.helpers import one_error_line
-from utils import onnx_export
-from utils.backends import ChainerBackend, OnnxRuntimeBackend, load_backend
-from utils.checkpoint import load_model
-from utils.utils import read_image, read_trimap
+from utils.images import read_image, read_trimap
+from utils.inference import onnx as onnx_export
+from utils.inference.backends import ChainerBackend, OnnxRuntimeBackend, load_backend
+from utils.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4  # largest |alpha difference| allowed between the two backends
@@ -26,7 +27,7 @@ TOLERANCE = 1e-4  # largest |alpha difference| allowed between the two backends
 def exported(ckpt, tmp_path_factory):
     """The session checkpoint (an untrained DIM(0.125)) written by the export command."""
     path = tmp_path_factory.mktemp('onnx') / 'dim.onnx'
-    assert onnx_export.main([ckpt, str(path)]) == 0
+    assert export_onnx.main([ckpt, str(path)]) == 0
     return str(path)
 
 
@@ -124,11 +125,11 @@ def test_onnxruntime_backend_equals_chainer_at_any_size(exported, ckpt, size, mo
 def test_input_scale_is_part_of_the_exported_graph(tmp_path):
     """A VGG16-started model multiplies its input by 255 before conv1_1: the export does too."""
     from nnet.model import DIM, VGG_INPUT_SCALE
-    from utils.checkpoint import save_checkpoint
+    from utils.training.checkpoint import save_checkpoint
     model = DIM(0.125, input_scale=VGG_INPUT_SCALE)
     model.encoder_decoder.conv1_1.W.array[...] /= VGG_INPUT_SCALE  # activations as at scale 1
     save_checkpoint(str(tmp_path / 'scaled.npz'), model)
-    assert onnx_export.main([str(tmp_path / 'scaled.npz'), str(tmp_path / 'scaled.onnx')]) == 0
+    assert export_onnx.main([str(tmp_path / 'scaled.npz'), str(tmp_path / 'scaled.onnx')]) == 0
     rng = np.random.default_rng(3)
     image = rng.random((40, 72, 3)).astype(np.float32)
     trimap = rng.choice(np.array([0, 128, 255], np.uint8), (40, 72))

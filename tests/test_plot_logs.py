@@ -4,8 +4,9 @@ import json
 import numpy as np
 import skimage.io
 
+from scripts import plot_logs
 from tests.helpers import one_error_line
-from utils import plot_logs
+from utils.training import curves
 
 
 def write_history(root, iterations, sad):
@@ -20,7 +21,7 @@ def write_history(root, iterations, sad):
 def test_chained_phases_continue_the_iteration_axis(tmp_path):
     first = write_history(tmp_path / 's1_160', [150, 300], [30.0, 20.0])
     second = write_history(tmp_path / 's1_320', [200, 400], [15.0, 10.0])
-    its, sad, grad, cf = plot_logs.read_whole_validation(f'{first}+{second}')
+    its, sad, grad, cf = curves.read_whole_validation(f'{first}+{second}')
     assert its == [150, 300, 500, 700] and sad == [30.0, 20.0, 15.0, 10.0]
     assert grad == [60.0, 40.0, 30.0, 20.0] and cf['SAD'] == 4.0
     out = tmp_path / 'curves.png'
@@ -44,7 +45,7 @@ def test_examples_seen_scale_each_phase_by_its_batch_size(tmp_path):
     second = write_history(tmp_path / 's1_320', [200, 400], [15.0, 10.0])
     (tmp_path / 's1_160' / 'options.json').write_text(json.dumps({'batch_size': 4}))
     (tmp_path / 's1_320' / 'options.json').write_text(json.dumps({'batch_size': 2}))
-    seen, *_ = plot_logs.read_whole_validation(f'{first}+{second}', examples=True)
+    seen, *_ = curves.read_whole_validation(f'{first}+{second}', examples=True)
     assert seen == [600, 1200, 1600, 2000]
     out = tmp_path / 'curves.png'
     assert plot_logs.main(['--whole', f'{first}+{second}', '--examples', '--out', str(out)]) == 0

@@ -13,17 +13,17 @@ import time
 import numpy as np
 import pytest
 import skimage.io
-from chainer import serializers
 
 import demo
 import evaluate
 import train
 from nnet.model import DIM
-from utils import synthetic
-from utils.checkpoint import load_checkpoint, model_arrays, save_checkpoint
+from utils.data import synthetic
+from utils.errors import InputError
+from utils.images import composite, write_png
 from utils.loader import generate_trimap
-from utils.utils import InputError, composite, write_png
-from utils.vgg import read_vgg16_params
+from utils.training.checkpoint import load_checkpoint, model_arrays, save_checkpoint
+from utils.training.vgg import read_vgg16_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_TRAIN = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',
@@ -251,7 +251,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
-@pytest.mark.parametrize('script', ['train.py', 'demo.py', 'evaluate.py', 'utils/onnx_export.py'])
+@pytest.mark.parametrize('script', ['train.py', 'demo.py', 'evaluate.py', 'scripts/export_onnx.py'])
 def test_ctrl_c_while_a_script_imports_is_one_line(script):
     proc = subprocess.run([sys.executable, '-c', CTRL_C_WHILE_IMPORTING, str(ROOT / script)],
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -1,4 +1,4 @@
-"""Tests for utils/synthetic.py: alpha structure, reproducibility, dataset layout and the CLI."""
+"""Tests for utils/data/synthetic.py: alpha structure, reproducibility, dataset layout and the CLI."""
 import os
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import disk
 
-from utils import synthetic
-from utils.utils import list_images, read_alpha, read_image
+from utils.data import synthetic
+from utils.images import list_images, read_alpha, read_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = range(8)
@@ -103,7 +103,7 @@ def test_write_composition_dataset(tmp_path):
 
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    return subprocess.run([sys.executable, '-m', 'utils.synthetic', *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, '-m', 'scripts.make_synthetic', *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

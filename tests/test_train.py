@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import train
-from utils.checkpoint import load_checkpoint
+from utils.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ['--width', '0.125', '--H', '64', '--crop_sizes', '64', '96',

@@ -1,9 +1,9 @@
-"""Trimaps from masks and alphas (utils.trimap), shared by the demo's --mask and training."""
+"""Trimaps from masks and alphas (utils.data.trimap), shared by the demo's --mask and training."""
 import numpy as np
 import pytest
 
+from utils.data.trimap import MASK_TOLERANCE, default_band, erode_to_trimap, trimap_from_mask
 from utils.loader import generate_trimap
-from utils.trimap import (MASK_TOLERANCE, default_band, erode_to_trimap, trimap_from_mask)
 
 H, W = 90, 120
 

@@ -10,9 +10,15 @@ from skimage.transform import resize
 
 from nnet.cpu import max_pooling_2d
 from nnet.model import ENCODER_STAGES, VGG_INPUT_SCALE, EncoderDecoder, network_input
-from utils.utils import InputError, read_alpha, read_image
-from utils.vgg import (HED_MEAN_BGR, keras_conv_keys, read_h5_arrays, read_hed_side_outputs,
-                       read_vgg16_params)
+from utils.errors import InputError
+from utils.images import read_alpha, read_image
+from utils.training.vgg import (
+    HED_MEAN_BGR,
+    keras_conv_keys,
+    read_h5_arrays,
+    read_hed_side_outputs,
+    read_vgg16_params,
+)
 
 
 @pytest.fixture(scope='module')
@@ -34,7 +40,7 @@ def hed_encoder(hed_params):
 
 @pytest.mark.parametrize('input_scale', [VGG_INPUT_SCALE, 1.0])
 def test_conv1_1_computes_what_the_file_kernel_computes_on_bgr_0_255(hed_params, input_scale):
-    from utils.vgg import hed_weights_path
+    from utils.training.vgg import hed_weights_path
     encoder = encoder_with(hed_params, input_scale)
     kernel, bias = read_h5_arrays(hed_weights_path(), ['block1/layers/conv2d'])[
         'block1/layers/conv2d']  # (3, 3, in=BGR, out), cross-correlation
@@ -119,6 +125,7 @@ def test_training_from_vgg16_feeds_the_encoder_caffes_scale():
     """train.py builds a VGG16-started DIM whose encoder sees the input x 255 (so the trimap
     channel, zero at the start, is on the image's scale), and records it in the config."""
     import argparse
+
     import train
     model = train.build_model(argparse.Namespace(init_from=None, width=1.0, vgg_weights='hed'))
     assert model.config == {'width': 1.0, 'input_scale': VGG_INPUT_SCALE}

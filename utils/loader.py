@@ -22,11 +22,12 @@ I = alpha F + (1 - alpha) B over a background drawn afresh for every example.
 ``MattingTransform`` turns a raw example into a training example. As the paper augments: a trimap
 from the ground truth by random dilation and erosion of its unknown band, a 320/480/640 crop
 centred on an unknown pixel resized to ``size``, a random horizontal flip. Foregrounds also get,
-in the manner of GCA-Matting (``utils.augment``): a random affine warp, colour jitter and, half
+in the manner of GCA-Matting (``utils.data.augment``): a random affine warp, colour jitter and, half
 of the time, a second foreground layered behind them. The training example is a tuple of float32
 CHW arrays ``(image (3,S,S) in [0,1], trimap (1,S,S) in {0, 128/255, 1}, alpha (1,S,S) in [0,1],
-fg (3,S,S), bg (3,S,S))``, the argument list of ``nnet.loss.MattingLoss``.
+fg (3,S,S), bg (3,S,S))``, an ``Example``: the argument list of ``nnet.loss.MattingLoss``.
 """
+import collections
 import functools
 import os
 
@@ -34,13 +35,33 @@ import chainer
 import numpy as np
 from PIL import Image
 
-from utils.augment import (AUGMENTATIONS, background_window, cut_foreground, jitter_colour,
-                           layer_foregrounds, resize, window)
-from utils.trimap import erode_to_trimap
-from utils.utils import (UNKNOWN, InputError, composite, estimate_foreground, hwc_to_chw,
-                         list_images, read_alpha, read_image, read_trimap)
+from utils.data.augment import (
+    AUGMENTATIONS,
+    background_window,
+    cut_foreground,
+    jitter_colour,
+    layer_foregrounds,
+    window,
+)
+from utils.data.trimap import erode_to_trimap
+from utils.errors import InputError
+from utils.images import (
+    UNKNOWN,
+    composite,
+    estimate_foreground,
+    hwc_to_chw,
+    list_images,
+    read_alpha,
+    read_image,
+    read_trimap,
+    resize,
+)
 
 CROP_SIZES = (320, 480, 640)
+# A training example: float32 CHW arrays of side S (see the module's docstring).
+Example = collections.namedtuple('Example', 'image trimap alpha fg bg')
+# One matte of a seed-layout dataset: the image's file name, the paths of its files, its trimap set.
+SeedFile = collections.namedtuple('SeedFile', 'name image alpha trimap_set trimap')
 LAYER_PROBABILITY = 0.5  # GCA-Matting's: a second foreground behind half of the examples
 
 
@@ -66,7 +87,8 @@ def find_trimap_sets(root):
 
 
 def seed_layout_files(root, trimap_sets=None, names=None, exclude=()):
-    """List (name, image path, alpha path, trimap set, trimap path) of a seed-layout dataset.
+    """List the ``SeedFile`` (name, image path, alpha path, trimap set, trimap path) of each
+    image and trimap set of a seed-layout dataset.
 
     Args:
         root: dataset folder.
@@ -105,7 +127,7 @@ def seed_layout_files(root, trimap_sets=None, names=None, exclude=()):
             trimap = os.path.join(folder, f)
             if not os.path.isfile(trimap):
                 raise InputError(f'{trimap}: trimap missing for {f}')
-            out.append((f, os.path.join(image_dir, f), alpha, set_name, trimap))
+            out.append(SeedFile(f, os.path.join(image_dir, f), alpha, set_name, trimap))
     return out
 
 
@@ -362,7 +384,7 @@ def generate_trimap(alpha, rng, kernel_range):
 
     The definite foreground (alpha = 1) and background (alpha = 0) are each eroded by a random
     radius drawn from ``kernel_range`` (pixels, inclusive; foreground first); what remains is
-    unknown (``utils.trimap.erode_to_trimap``).
+    unknown (``utils.data.trimap.erode_to_trimap``).
 
     Returns:
         uint8 (H, W) in {0, 128, 255}.
@@ -407,11 +429,7 @@ def resize_to(array, size, nearest=False):
     nearest neighbour, which keeps trimap values intact."""
     if array.shape[0] == size and array.shape[1] == size:
         return array
-    if nearest:
-        ys = (np.arange(size) * array.shape[0] / size).astype(int)
-        xs = (np.arange(size) * array.shape[1] / size).astype(int)
-        return array[ys][:, xs]
-    return resize(array, size, size).astype(array.dtype, copy=False)
+    return resize(array, size, size, nearest=nearest).astype(array.dtype, copy=False)
 
 
 class MattingTransform:
@@ -450,7 +468,7 @@ class MattingTransform:
         return max(min(crop, *shape), min(self.size, crop))  # no larger than the image
 
     def _cut(self, fg, alpha, rng):
-        """A foreground cut around one of its unknown pixels (``utils.augment.cut_foreground``)."""
+        """A foreground cut around one of its unknown pixels (``utils.data.augment.cut_foreground``)."""
         crop = self._crop_size(alpha.shape, rng)
         centre = _centre((alpha > 0) & (alpha < 1), rng)
         return cut_foreground(fg, alpha, centre, crop, self.size, rng,
@@ -500,18 +518,18 @@ class MattingTransform:
         else:
             image, a, fg, bg, *given = self._photographed(example, rng)
             trimap = given[0] if given else generate_trimap(a, rng, self.kernel_range)
-        return (hwc_to_chw(image.astype(np.float32)),
-                hwc_to_chw((trimap.astype(np.float32) / 255.0)),
-                hwc_to_chw(a.astype(np.float32)),
-                hwc_to_chw(fg.astype(np.float32)),
-                hwc_to_chw(bg.astype(np.float32)))
+        return Example(hwc_to_chw(image.astype(np.float32)),
+                       hwc_to_chw((trimap.astype(np.float32) / 255.0)),
+                       hwc_to_chw(a.astype(np.float32)),
+                       hwc_to_chw(fg.astype(np.float32)),
+                       hwc_to_chw(bg.astype(np.float32)))
 
 
 class AugmentedDataset(chainer.dataset.DatasetMixin):
     """A raw dataset of N examples seen through a ``MattingTransform``, one augmentation per epoch.
 
     Index ``k = epoch * N + i`` is example i as augmented in that epoch (key (epoch, i)); indices
-    below N are epoch 0. Training iterates over epochs 1, 2, ... (``utils.iterators``); validation
+    below N are epoch 0. Training iterates over epochs 1, 2, ... (``utils.data.iterators``); validation
     reads epoch 0, the same crops every time. ``len`` is N.
     """
 

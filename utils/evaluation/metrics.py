@@ -14,7 +14,7 @@ Precision follows the MATLAB code where it matters: SAD, MSE and Conn work on si
 magnitudes are rounded to single before being compared. Sums are accumulated in float64, which
 agrees with MATLAB's single-precision sums to well within 1e-5 relative.
 
-This module judges mattes, not models: it imports nothing of the project but ``utils.utils``'s
+This module judges mattes, not models: it imports nothing of the project but ``utils.images``'s
 ``UNKNOWN`` constant.
 """
 import math
@@ -22,7 +22,7 @@ import math
 import numpy as np
 import scipy.ndimage
 
-from utils.utils import UNKNOWN
+from utils.images import UNKNOWN
 
 __all__ = ['sad', 'mse', 'gradient_error', 'connectivity_error', 'evaluate_all']
 

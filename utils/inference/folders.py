@@ -1,6 +1,6 @@
 """Folder mode of the demo: every image of a folder with the trimap (or mask) of the same stem.
 
-Each pair goes through ``utils.pipeline.matte_one``. A pair that fails (unreadable, sizes differ,
+Each pair goes through ``utils.inference.pipeline.matte_one``. A pair that fails (unreadable, sizes differ,
 no unknown pixels, an output that would overwrite an input) is reported in one line and skipped;
 the others are written. Pairs whose outputs all exist are skipped unless ``overwrite``. Images
 without a trimap, trimaps without an image and stems that several images share are listed.
@@ -11,8 +11,9 @@ import sys
 import time
 from collections import defaultdict
 
-from utils import pipeline
-from utils.utils import InputError, list_images, refuse_overwriting_inputs
+from utils.errors import InputError
+from utils.images import list_images, refuse_overwriting_inputs
+from utils.inference import pipeline
 
 BAR_WIDTH = 20
 
@@ -62,7 +63,7 @@ def run_folder(backend, images_dir, guides_dir, is_mask, out_dir, backgrounds, p
     """Matte every pair; print progress, then a summary. Returns the exit code (1 if any failed).
 
     Args:
-        backend: a ``utils.backends`` backend.
+        backend: a ``utils.inference.backends`` backend.
         guides_dir: the trimaps' folder, or the masks' folder when ``is_mask``.
         backgrounds: ``pipeline.read_backgrounds(...)``.
         protected: files no output may overwrite (the checkpoint, the backgrounds).

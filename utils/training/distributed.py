@@ -1,7 +1,7 @@
 """Data-parallel training over MPI with ChainerMN: ``mpiexec -n N python train.py --distributed``.
 
 Every rank (process) holds the whole model and trains on its part of each global batch
-(``utils.iterators``: --batch_size examples per iteration over all ranks, a different share of
+(``utils.data.iterators``: --batch_size examples per iteration over all ranks, a different share of
 them every epoch); ChainerMN's multi-node optimizer averages the gradients (allreduce) before each
 identical update, so the ranks' parameters stay bitwise equal and the run trains what one process
 with the whole batch would (the loss is normalised by the global batch's unknown pixels, see
@@ -11,8 +11,10 @@ with the whole batch would (the loss is normalised by the global batch's unknown
   --gpu_id + the rank's index on its node);
 * the model's initial weights broadcast from rank 0;
 * rank 0 alone writes (logs, plots, image grids, checkpoints, snapshots, options.json) and
-  prints; it also validates alone, while the others wait at the next allreduce. The other ranks
-  run only the extensions that change the training (``EVERY_RANK``) and print nothing on stdout;
+  prints. Every rank runs the extensions that change the training (the divergence guard, a
+  learning-rate shift) and scores its share of the validation crops (ChainerMN's multi-node
+  evaluator); rank 0 alone adds the rest (``if job.is_writer:`` in train.py) and the other
+  ranks print nothing on stdout;
 * the logged losses and data_wait are means over the ranks (``MeanOverRanks``), so rank 0's log
   is the global batch's, and the divergence guard stops every rank at the same iteration;
 * resuming: rank 0 chooses its newest readable snapshot and sends its bytes to every rank (the
@@ -33,16 +35,15 @@ import sys
 import chainer
 import numpy as np
 from chainer import serializers
-from chainer.training import extension, extensions
+from chainer.training import extension
 
-from utils.checkpoint import SNAPSHOT_PREFIX, device_from_gpu_id, resume_from_latest_snapshot
-from utils.extensions import DivergenceGuard, TrainingDiverged
-from utils.utils import InputError
-
-# Extensions every rank runs: they change the training, so all ranks must change it alike.
-EVERY_RANK = (DivergenceGuard, extensions.LinearShift, extensions.ExponentialShift,
-              extensions.MultistepShift, extensions.PolynomialShift, extensions.StepShift,
-              extensions.WarmupShift, extensions.InverseShift)
+from utils.errors import INTERRUPTED, InputError, launcher_rank, launcher_size, release_quietly
+from utils.training.checkpoint import (
+    SNAPSHOT_PREFIX,
+    device_from_gpu_id,
+    resume_from_latest_snapshot,
+)
+from utils.training.extensions import TrainingDiverged
 
 
 def default_communicator(gpu_id):
@@ -166,18 +167,29 @@ class Job:
             optimizer.is_changed(optimizer.target)
 
     def trainer(self, updater, stop_trigger, out):
-        """A ``Trainer``; on ranks other than 0 it keeps only the ``EVERY_RANK`` extensions."""
+        """A ``Trainer``; under MPI its observations are means over the ranks (``MeanOverRanks``).
+
+        Add the extensions that change the training (and the evaluator) on every rank, the
+        ones that write or print on rank 0 alone (``is_writer``).
+        """
         trainer = chainer.training.Trainer(updater, stop_trigger, out=out)
         if self.comm:
             trainer.extend(MeanOverRanks(self.comm))
-            if not self.is_writer:
-                extend = trainer.extend
-
-                def extend_every_rank_only(ext, *args, **kwargs):
-                    if isinstance(ext, EVERY_RANK):
-                        extend(ext, *args, **kwargs)
-                trainer.extend = extend_every_rank_only
         return trainer
+
+    def shard(self, dataset):
+        """This rank's share of a validation dataset (all of it alone)."""
+        if not self.comm:
+            return dataset
+        import chainermn
+        return chainermn.scatter_dataset(dataset if self.is_writer else None, self.comm)
+
+    def evaluator(self, evaluator):
+        """``evaluator`` whose results are means over the ranks (ChainerMN's multi-node one)."""
+        if not self.comm:
+            return evaluator
+        import chainermn
+        return chainermn.create_multi_node_evaluator(evaluator, self.comm)
 
     def resume(self, trainer, folder):
         """Load rank 0's newest readable snapshot in ``folder`` into every rank's trainer.
@@ -218,16 +230,37 @@ class Job:
         print(f'parameters identical on all {self.size} ranks: sha256 {digests[0]}')
 
     # ----------------------------------------------------------------- errors
+    @contextlib.contextmanager
+    def reporting_errors(self, errors=(), interrupted='interrupted'):
+        """Around a rank's work under MPI: its errors end the job as ``fail`` says, by
+        SystemExit with the exit code. Alone, errors go on to ``utils.errors.run_reporting_errors``.
+
+        ``TrainingDiverged`` is raised by every rank at the same iteration (the guard reads the
+        mean loss): rank 0 reports it and every rank exits 1.
+        """
+        if not self.comm:
+            yield
+            return
+        try:
+            yield
+        except _Stopped:
+            raise SystemExit(1)
+        except TrainingDiverged as e:
+            if self.is_writer:
+                print(f'error: {e}'.splitlines()[0], file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        except (InputError, OSError) + tuple(errors) as e:
+            raise SystemExit(self.fail(f'error: {e}'.splitlines()[0], 1))
+        except KeyboardInterrupt as e:
+            release_quietly(e)
+            raise SystemExit(self.fail(f'error: {interrupted}', INTERRUPTED))
+
     def fail(self, message, code):
         """Report ``message`` (one line) and return the exit code -- or abort every rank.
 
-        Alone: print it. Setting up: agree with the other ranks (rank 0 prints). Training: print
-        it with this rank's number, then MPI_Abort (the others may be waiting for this rank).
+        Setting up: agree with the other ranks (rank 0 prints). Training: print it with this
+        rank's number, then MPI_Abort (the others may be waiting for this rank).
         """
-        if not self.comm:
-            if launcher_rank() == 0:  # (failed before joining the MPI job: the same everywhere)
-                print(message, file=sys.stderr)
-            return code
         if not self.training:
             try:
                 self._agree(message)
@@ -252,23 +285,6 @@ def parameter_digest(model):
     return h.hexdigest()
 
 
-def _launcher_value(names, default):
-    for name in names:
-        if os.environ.get(name, '').isdigit():
-            return int(os.environ[name])
-    return default
-
-
-def launcher_rank():
-    """This process's rank as the MPI launcher set it in the environment (0 outside MPI)."""
-    return _launcher_value(('OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'PMI_RANK'), 0)
-
-
-def launcher_size():
-    """The number of processes the MPI launcher started (1 outside MPI)."""
-    return _launcher_value(('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE'), 1)
-
-
 @contextlib.contextmanager
 def stderr_on_rank0_only():
     """Silence stderr on ranks other than 0 (argparse errors: the same on every rank)."""
@@ -282,38 +298,6 @@ def stderr_on_rank0_only():
     finally:
         sys.stderr.close()
         sys.stderr = saved
-
-
-def run_reporting_errors(run, args, errors=(), interrupted='interrupted'):
-    """``utils.cli.run_reporting_errors`` for one rank of an MPI job: calls ``run(args, job)``.
-
-    InputError, OSError and ``errors`` print 'error: ...' (one line) and give 1; Ctrl-C prints
-    ``interrupted`` and gives 130 (see ``Job.fail``). ``TrainingDiverged`` is raised by every
-    rank at the same iteration (the guard reads the mean loss): rank 0 reports it and every rank
-    exits normally.
-    """
-    from nnet.cpu import keep_freed_memory
-    from utils.cli import use_precision
-    from utils.interrupts import INTERRUPTED, raise_from_now_on, release_quietly
-    raise_from_now_on()
-    keep_freed_memory()
-    job = None
-    try:
-        job = Job.start(args)
-        with use_precision(args):
-            run(args, job)
-        return 0
-    except _Stopped:
-        return 1
-    except TrainingDiverged as e:
-        if job.is_writer:
-            print(f'error: {e}'.splitlines()[0], file=sys.stderr, flush=True)
-        return 1
-    except (InputError, OSError) + tuple(errors) as e:
-        return (job or Job()).fail(f'error: {e}'.splitlines()[0], 1)
-    except KeyboardInterrupt as e:
-        release_quietly(e)
-        return (job or Job()).fail(f'error: {interrupted}', INTERRUPTED)
 
 
 class MeanOverRanks(extension.Extension):

@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 
-from utils.checkpoint import checked_checkpoint, load_model
-from utils.utils import BACKGROUND, FOREGROUND, InputError
+from utils.errors import InputError
+from utils.images import BACKGROUND, FOREGROUND
+from utils.training.checkpoint import checked_checkpoint, load_model
 
 
 class ChainerBackend:
@@ -29,7 +30,7 @@ class ChainerBackend:
 
 
 class OnnxRuntimeBackend:
-    """An ONNX file written by ``utils.onnx_export`` run by onnxruntime on the CPU.
+    """An ONNX file written by ``utils.inference.onnx`` run by onnxruntime on the CPU.
 
     The same steps as ``DIM.predict``: reflect-pad to multiples of 32, one pass, crop back,
     trimap-known pixels set to 0 / 1.
@@ -43,7 +44,8 @@ class OnnxRuntimeBackend:
 
     def __init__(self, model, source):
         import onnxruntime
-        from utils.onnx_export import INPUTS, OUTPUTS
+
+        from utils.inference.onnx import INPUTS, OUTPUTS
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
         try:
@@ -102,7 +104,7 @@ def load_backend(backend, ckpt_path, shipped_ckpt, onnx_path=None, gpu_id=-1, wi
             raise InputError(f'{onnx_path}: ONNX file not found (--onnx)')
         runner = OnnxRuntimeBackend(onnx_path, onnx_path)
     else:
-        from utils.onnx_export import dim_to_onnx
+        from utils.inference.onnx import dim_to_onnx
         model = load_model(checked_checkpoint(ckpt_path, shipped_ckpt), -1, expect)
         proto = dim_to_onnx(model, os.path.basename(ckpt_path))
         runner = OnnxRuntimeBackend(proto.SerializeToString(), f'{ckpt_path} (exported)')

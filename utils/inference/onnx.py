@@ -1,6 +1,6 @@
 """Export a DIM to ONNX with Chainer's own exporter, ``onnx_chainer`` (shipped with chainer 7.8.1).
 
-    bash scripts/export_onnx.sh [CKPT] OUT.onnx     (python -m utils.onnx_export [CKPT] OUT.onnx)
+    bash scripts/export_onnx.sh [CKPT] OUT.onnx     (python -m scripts.export_onnx [CKPT] OUT.onnx)
 
 The exported graph (opset 11) takes
 
@@ -32,9 +32,6 @@ what the stock functions compute.
 onnx_chainer is imported, from the type tables ``onnx.helper`` keeps: see ``_restore_onnx_mapping``.
 Nothing of onnx_chainer itself is patched.
 """
-from utils.interrupts import quiet_while_importing
-quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends quietly)
-
 import contextlib
 import json
 import sys
@@ -46,7 +43,8 @@ import chainer.functions as F
 import numpy as np
 
 from nnet.model import DOWNSAMPLING, VGG_MEAN
-from utils.utils import InputError, atomic_write
+from utils.errors import InputError
+from utils.images import atomic_write
 
 OPSET = 11  # the newest opset onnx_chainer 7.8.1 has converters for
 IR_VERSION = 6  # the ONNX IR version of opset 11 (onnx_chainer writes the installed onnx's newest)
@@ -240,42 +238,3 @@ def export_dim(model, path, checkpoint_name=''):
             f.write(data)
     atomic_write(path, write)
     return len(data)
-
-
-def main(argv=None):
-    import argparse
-    import os
-    import time
-
-    from utils.checkpoint import checked_checkpoint, load_model
-    from utils.cli import run_reporting_errors
-    from options import DEFAULT_CHECKPOINT as shipped
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parser = argparse.ArgumentParser(
-        prog='scripts/export_onnx.sh',
-        description='Write a checkpoint as an ONNX model (opset 11) for any height and width '
-                    f'that are multiples of {DOWNSAMPLING}, its pre-processing in the metadata.')
-    parser.add_argument('paths', nargs='+', metavar='[CKPT] OUT.onnx',
-                        help=f'checkpoint (default: {os.path.relpath(shipped, root)}) and the '
-                             'ONNX file to write')
-    args = parser.parse_args(argv)
-    if len(args.paths) > 2:
-        parser.error('give at most a checkpoint and an output file')
-    ckpt, out = args.paths if len(args.paths) == 2 else (shipped, args.paths[0])
-
-    def run():
-        if not out.endswith('.onnx'):
-            raise InputError(f'{out}: the output should end in .onnx')
-        if os.path.exists(out) and os.path.realpath(out) == os.path.realpath(ckpt):
-            raise InputError(f'{out}: output would overwrite the checkpoint')
-        start = time.perf_counter()
-        model = load_model(checked_checkpoint(ckpt, shipped))
-        size = export_dim(model, out, os.path.basename(ckpt))
-        print(f'wrote {out} ({size / 2 ** 20:.1f} MB, width {model.config["width"]:g}, opset '
-              f'{OPSET}, inputs {", ".join(INPUTS)} -> outputs {", ".join(OUTPUTS)}; '
-              f'{time.perf_counter() - start:.1f} s)')
-    return run_reporting_errors(run)
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,11 +1,11 @@
 """The pictures of the demo in docs/demo.md: ``--mask`` (mask -> generated trimap -> matte -> composite)
 and, with ``--demo``, the bundled inputs (image | trimap | matte | composite).
 
-    python -m utils.make_mask_figure [--ckpt CKPT (default: the shipped one)] [--out imgs/readme/mask_demo.png]
-    python -m utils.make_mask_figure --demo [--out imgs/readme/demo_grid.png]
+    python -m scripts.make_mask_figure [--ckpt CKPT (default: the shipped one)] [--out imgs/readme/mask_demo.png]
+    python -m scripts.make_mask_figure --demo [--out imgs/readme/demo_grid.png]
 
-Runs the demo's own pipeline (``utils.pipeline``, the Chainer backend) on the bundled
-imgs/synthetic_image.png with imgs/synthetic_mask.png (both from ``utils.make_demo_images``;
+Runs the demo's own pipeline (``utils.inference.pipeline``, the Chainer backend) on the bundled
+imgs/synthetic_image.png with imgs/synthetic_mask.png (both from ``scripts.make_demo_images``;
 nothing from outside the repository), into a temporary folder, and lays the files it wrote out
 in one row: image | mask | trimap from the mask | matte | composite over imgs/background.png,
 then the true alpha (imgs/synthetic_alpha.png) for comparison. ``--demo``: one row per bundled
@@ -20,17 +20,17 @@ import tempfile
 import numpy as np
 
 from options import DEFAULT_CHECKPOINT
-from utils import pipeline
-from utils.backends import load_backend
-from utils.trimap import default_band
-from utils.utils import atomic_write, read_image
+from utils.data.trimap import default_band
+from utils.images import atomic_write, read_image
+from utils.inference import pipeline
+from utils.inference.backends import load_backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMGS = os.path.join(ROOT, 'imgs')
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m utils.make_mask_figure',
+    parser = argparse.ArgumentParser(prog='python -m scripts.make_mask_figure',
                                      description=__doc__.splitlines()[0])
     parser.add_argument('--ckpt', default=DEFAULT_CHECKPOINT)
     parser.add_argument('--out', help='default: imgs/readme/mask_demo.png, or '

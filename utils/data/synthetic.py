@@ -12,17 +12,16 @@ output is reproducible: the same seed gives the same arrays.
 
 Command line::
 
-    python -m utils.synthetic OUT_DIR --count 12 --size 256 256 --seed 0
+    python -m scripts.make_synthetic OUT_DIR --count 12 --size 256 256 --seed 0
 """
-import argparse
 import functools
 import os
-import sys
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
-from utils.utils import write_png
+from utils.images import resize, write_png
 
 # Smallest and largest sample side the generator accepts.
 MIN_SIZE = 32
@@ -43,20 +42,12 @@ def _check_size(height, width):
             raise ValueError(f'{name} must be between {MIN_SIZE} and {MAX_SIZE}, got {v}')
 
 
-def _resize(x, shape):
-    """Resize a float array to shape (H, W) (channels kept), bilinear, anti-aliased."""
-    from skimage.transform import resize
-    return resize(x, tuple(shape) + x.shape[2:], order=1, mode='reflect',
-                  anti_aliasing=(shape[0] < x.shape[0] or shape[1] < x.shape[1])).astype(np.float32)
-
-
 def _smooth_noise(rng, height, width, scale, channels=None):
     """Low-frequency noise: float32 (H, W) or (H, W, C) in [0, 1], features about `scale` px."""
     gh = max(2, int(np.ceil(height / scale)) + 1)
     gw = max(2, int(np.ceil(width / scale)) + 1)
     grid = rng.random((gh, gw) if channels is None else (gh, gw, channels))
-    from skimage.transform import resize
-    out = resize(grid, (height, width) + grid.shape[2:], order=3, mode='reflect')
+    out = resize(grid, height, width, Image.Resampling.BICUBIC)
     lo, hi = out.min(), out.max()
     return ((out - lo) / max(hi - lo, 1e-6)).astype(np.float32)
 
@@ -371,7 +362,7 @@ def _random_crop(rng, photo, height, width, min_fraction=0.4):
     f = fit * rng.uniform(min_fraction, 1.0)
     ch, cw = max(2, min(ph, int(round(height * f)))), max(2, min(pw, int(round(width * f))))
     y, x = rng.integers(ph - ch + 1), rng.integers(pw - cw + 1)
-    out = _resize(np.asarray(photo[y:y + ch, x:x + cw]), (height, width))
+    out = resize(np.asarray(photo[y:y + ch, x:x + cw], np.float32), height, width)
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
@@ -472,49 +463,3 @@ def write_composition_dataset(root, count, rng, size=(256, 256), n_backgrounds=N
         bg = make_background(rng, int(np.ceil(height * s)), int(np.ceil(width * s)), photos)
         write_png(os.path.join(root, 'bg', f'{i:0{digits}d}.png'), bg)
     return root
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 1."""
-
-    def error(self, message):
-        sys.stderr.write(f'{self.prog}: error: {message}\n')
-        sys.exit(1)
-
-
-def main(argv=None):
-    """Command line entry point; returns the exit status."""
-    parser = _Parser(
-        prog='python -m utils.synthetic',
-        description='Write a synthetic matting dataset (fg/, alpha/, bg/ PNGs, Adobe composition '
-                    'layout) made from random shapes, hair, fur and the photos bundled with '
-                    'scikit-image. No download needed.')
-    parser.add_argument('out_dir', metavar='OUT_DIR', help='output folder (created if missing)')
-    parser.add_argument('--count', type=int, default=12, help='number of fg/alpha pairs (default 12)')
-    parser.add_argument('--size', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'),
-                        help=f'foreground height and width, {MIN_SIZE}-{MAX_SIZE} (default 256 256)')
-    parser.add_argument('--backgrounds', type=int, default=None, metavar='N',
-                        help='number of backgrounds (default: same as --count)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed, >= 0 (default 0)')
-    args = parser.parse_args(argv)
-    if args.count < 1:
-        parser.error(f'--count must be >= 1, got {args.count}')
-    if args.backgrounds is not None and args.backgrounds < 1:
-        parser.error(f'--backgrounds must be >= 1, got {args.backgrounds}')
-    if not all(MIN_SIZE <= v <= MAX_SIZE for v in args.size):
-        parser.error(f'--size values must be between {MIN_SIZE} and {MAX_SIZE}, got {args.size[0]} {args.size[1]}')
-    if args.seed < 0:
-        parser.error(f'--seed must be >= 0, got {args.seed}')
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        parser.error(f'{args.out_dir}: exists and is not a folder')
-    try:
-        write_composition_dataset(args.out_dir, args.count, np.random.default_rng(args.seed),
-                                  size=tuple(args.size), n_backgrounds=args.backgrounds)
-    except OSError as e:
-        parser.error(f'{args.out_dir}: cannot write ({e.strerror or e})')
-    print(f'wrote {args.count} samples and {args.backgrounds or args.count} backgrounds to {args.out_dir}')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -7,12 +7,20 @@ import chainer
 import numpy as np
 from chainer.training import extension, extensions
 
-from utils import metrics
-from utils.checkpoint import save_checkpoint
-from utils.pipeline import saved_matte
-from utils.plot_logs import plot_whole_curves
-from utils.utils import (UNKNOWN, atomic_write, chw_to_hwc, read_alpha, read_image, read_trimap,
-                         to_uint8, write_png)
+from utils.evaluation import metrics
+from utils.images import (
+    UNKNOWN,
+    atomic_write,
+    chw_to_hwc,
+    read_alpha,
+    read_image,
+    read_trimap,
+    to_uint8,
+    write_png,
+)
+from utils.inference.pipeline import saved_matte
+from utils.training.checkpoint import save_checkpoint
+from utils.training.curves import plot_whole_curves
 
 
 class TrainingDiverged(Exception):
@@ -89,46 +97,66 @@ def image_grid(rows):
     return to_uint8(canvas)
 
 
-class MattingValidation(extension.Extension):
-    """Predicts fixed validation crops; reports validation/main/{SAD, MSE, loss_alpha}.
+class MattingEvaluator(extensions.Evaluator):
+    """Chainer's ``Evaluator`` for mattes: predicts fixed validation crops and reports
+    validation/main/{SAD, MSE} (means over the crops with unknown pixels).
 
-    Also writes ``OUT/images/val_iter_<N>.png``: one row per sample of the first ``n_grid``,
+    Under MPI wrap it with ``chainermn.create_multi_node_evaluator`` (every rank scores its share
+    of the crops, the means are averaged). Each evaluation in a trainer writes
+    ``OUT/images/val_iter_<N>.png``: one row per crop of the first ``n_grid`` (0: none),
     columns image | trimap | prediction | ground truth.
 
     Args:
-        dataset: examples as ``utils.loader.MattingTransform`` returns them (deterministic).
+        iterator: a non-repeating iterator over ``utils.loader.Example`` crops (deterministic).
         model: ``nnet.model.DIM``.
         refine: score the refined alpha (stages 2, 3) or the encoder-decoder's (stage 1).
         device: chainer device the model lives on.
     """
     priority = extension.PRIORITY_WRITER
 
-    def __init__(self, dataset, model, refine, device, n_grid=4):
-        self.dataset, self.model, self.refine, self.device = dataset, model, refine, device
-        self.n_grid = n_grid
+    def __init__(self, iterator, model, refine, device, n_grid=4):
+        super().__init__(iterator, model, device=device)
+        self.refine, self.n_grid = refine, n_grid
+        self.grid = []
 
-    def __call__(self, trainer):
-        sads, mses, grid = [], [], []
-        for i in range(len(self.dataset)):
-            image, trimap, alpha, _, _ = self.dataset[i]
-            tri = np.round(trimap[0] * 255).astype(np.uint8)
-            pred = self.model.predict(chw_to_hwc(image), tri, refine=self.refine)
-            gt = alpha[0]
-            if np.any(tri == UNKNOWN):
-                sads.append(metrics.sad(pred * 255, gt * 255, tri))
-                mses.append(metrics.mse(pred * 255, gt * 255, tri))
-            if i < self.n_grid:
-                grid.append([chw_to_hwc(image), tri / 255.0, pred, gt])
-        chainer.report({'validation/main/SAD': float(np.mean(sads)) if sads else float('nan'),
-                        'validation/main/MSE': float(np.mean(mses)) if mses else float('nan')})
-        if grid:
+    def evaluate(self):
+        model = self.get_target('main')
+        iterator = self.get_iterator('main')
+        if hasattr(iterator, 'reset'):
+            iterator.reset()
+        sads, mses, self.grid = [], [], []
+        for batch in iterator:
+            for example in batch:
+                tri = np.round(example.trimap[0] * 255).astype(np.uint8)
+                pred = model.predict(chw_to_hwc(example.image), tri, refine=self.refine)
+                gt = example.alpha[0]
+                if np.any(tri == UNKNOWN):
+                    sads.append(metrics.sad(pred * 255, gt * 255, tri))
+                    mses.append(metrics.mse(pred * 255, gt * 255, tri))
+                if len(self.grid) < self.n_grid:
+                    self.grid.append([chw_to_hwc(example.image), tri / 255.0, pred, gt])
+        observation = {}
+        with chainer.reporter.report_scope(observation):
+            chainer.report({'SAD': float(np.mean(sads)) if sads else float('nan'),
+                            'MSE': float(np.mean(mses)) if mses else float('nan')}, model)
+        return observation
+
+    def __call__(self, trainer=None):
+        result = super().__call__(trainer)
+        if trainer is not None and self.grid:
+            self.write_grid(trainer)
+        return result
+
+    def write_grid(self, trainer):
+        """The crops of the last evaluation, as a picture in ``OUT/images``."""
+        if self.grid:
             path = os.path.join(trainer.out, 'images',
                                 f'val_iter_{trainer.updater.iteration:07d}.png')
-            write_png(path, image_grid(grid))
+            write_png(path, image_grid(self.grid))
 
 
 class ModelCheckpoint(extension.Extension):
-    """Saves ``OUT/model_iter_<N>.npz`` with ``utils.checkpoint.save_checkpoint`` (atomic)."""
+    """Saves ``OUT/model_iter_<N>.npz`` with ``utils.training.checkpoint.save_checkpoint`` (atomic)."""
     priority = extension.PRIORITY_READER
 
     def __init__(self, model):
@@ -157,15 +185,14 @@ class WholeImageValidation(extension.Extension):
     """Scores held-back photographs whole, at full resolution, as ``evaluate.sh`` scores them.
 
     Each photograph is predicted in one pass (``DIM.predict``), rounded to an 8-bit matte with
-    known pixels forced (``utils.pipeline.saved_matte``) and scored on its given trimap with the
+    known pixels forced (``utils.inference.pipeline.saved_matte``) and scored on its given trimap with the
     authors' SAD and Gradient error (and MSE). Reports ``validation/whole/{SAD, MSE, Grad}``
     (means over photographs and trimaps) and keeps ``OUT/whole_validation.json``: closed-form
     matting's scores of the same photographs (computed once, kept across resumes) and one entry
     per validation. ``OUT/whole_validation.png`` draws the curves beside closed-form's.
 
     Args:
-        files: (name, image path, alpha path, trimap set, trimap path) per scored matte, as
-            ``utils.loader.seed_layout_files`` lists them.
+        files: ``utils.loader.SeedFile`` per scored matte (``seed_layout_files``).
         model: ``nnet.model.DIM``; refine: score the refined alpha (else the encoder-decoder's).
         batch_size: examples per iteration over all processes; each entry records
             ``examples``, the training examples seen so far (iteration x batch_size).
@@ -178,15 +205,15 @@ class WholeImageValidation(extension.Extension):
         self.batch_size = int(batch_size)
 
     def _read(self, file):
-        _, image, alpha, _, trimap = file
-        return read_image(image), to_uint8(read_alpha(alpha)), read_trimap(trimap, warn=False)
+        return (read_image(file.image), to_uint8(read_alpha(file.alpha)),
+                read_trimap(file.trimap, warn=False))
 
     def _scores(self, predict):
         rows = []
         for file in self.files:
             image, gt, trimap = self._read(file)
             matte = saved_matte(predict(image, trimap), trimap)
-            rows.append({'name': file[0], 'trimap_set': file[3],
+            rows.append({'name': file.name, 'trimap_set': file.trimap_set,
                          'SAD': metrics.sad(matte, gt, trimap),
                          'MSE': metrics.mse(matte, gt, trimap),
                          'Grad': metrics.gradient_error(matte, gt, trimap)})
@@ -219,7 +246,7 @@ class WholeImageValidation(extension.Extension):
 
 
 def plot_whole_validation(history, path):
-    """SAD and Gradient error against iterations, beside closed-form's (``utils.plot_logs``)."""
+    """SAD and Gradient error against iterations, beside closed-form's (``utils.training.curves``)."""
     validations = history['validations']
     curve = ('DIM', [v['iteration'] for v in validations],
              [v['mean']['SAD'] for v in validations], [v['mean']['Grad'] for v in validations])

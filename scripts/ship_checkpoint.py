@@ -1,7 +1,7 @@
 """Write a checkpoint as it is shipped: parameters stored as float16 (half the bytes; cast back to
 float32 on loading), config unchanged.
 
-    python -m utils.ship_checkpoint SRC.npz DST.npz [--identity_refinement]
+    python -m scripts.ship_checkpoint SRC.npz DST.npz [--identity_refinement]
 
 ``--identity_refinement`` is for a checkpoint whose refinement stage has not been trained yet
 (stage 1 only): its last layer is set to zero, so the refinement passes the encoder-decoder's
@@ -13,8 +13,9 @@ import sys
 
 import numpy as np
 
-from utils.checkpoint import CONFIG_KEY, load_checkpoint, model_arrays
-from utils.utils import InputError, atomic_write
+from utils.errors import InputError
+from utils.images import atomic_write
+from utils.training.checkpoint import CONFIG_KEY, load_checkpoint, model_arrays
 
 SHIPPED_DTYPE = np.float16
 

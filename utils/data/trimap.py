@@ -10,7 +10,7 @@ mask's edges, an alpha's transparent parts) are unknown as well. Training
 import numpy as np
 from scipy import ndimage
 
-from utils.utils import BACKGROUND, FOREGROUND, UNKNOWN
+from utils.images import BACKGROUND, FOREGROUND, UNKNOWN
 
 ALPHA_TOLERANCE = 1e-3  # ground-truth alpha: only 0 and 1 (to 8-bit rounding) are definite
 MASK_TOLERANCE = 10 / 255  # masks: within 10 of 0 / 255 counts as definite (JPEG noise)

@@ -1,7 +1,7 @@
 """Make the bundled demo images under imgs/ (deterministic; only the project's own generator and
 the photos shipped with scikit-image are used, no third-party dataset files).
 
-    python -m utils.make_demo_images [--out imgs]
+    python -m scripts.make_demo_images [--out imgs]
 
 Writes:
     synthetic_image.png, synthetic_trimap.png, synthetic_alpha.png
@@ -22,14 +22,16 @@ import os
 import sys
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
-from utils import synthetic
-from utils.utils import BACKGROUND, FOREGROUND, UNKNOWN, composite, to_uint8, write_png
+from utils.data import synthetic
+from utils.data.trimap import erode_to_trimap
+from utils.images import BACKGROUND, FOREGROUND, UNKNOWN, composite, resize, to_uint8, write_png
 
 SYNTHETIC_SEED = 106  # a portrait bust with hair strands
 SYNTHETIC_SIZE = (300, 400)
-UNKNOWN_DILATION = 8
+UNKNOWN_DILATION = 8  # the synthetic trimap: pixels of unknown on each side of the alpha's edge
 MASK_BLUR = 1.5  # sigma (px) of the synthetic mask's soft edge
 # Head and shoulders of skimage's astronaut: the crop (rows, columns) and the outline of the person
 # in it (x, y); the crop's left and bottom edges are suit, the top and the right are backdrop.
@@ -41,20 +43,6 @@ ASTRONAUT_OUTLINE = [(-1, 331), (-1, 225), (22, 195), (35, 170), (60, 155), (95,
 HAIR_BOTTOM = 145  # rows above are hair and face: the band is widest there
 
 
-def trimap_from_alpha(alpha_u8, dilation=UNKNOWN_DILATION):
-    """Trimap from an 8-bit alpha: unknown = 0 < alpha < 255 dilated by `dilation` px.
-
-    Returns:
-        uint8 (H, W) in {0, 128, 255}.
-    """
-    from skimage.morphology import disk
-    unknown = (alpha_u8 > 0) & (alpha_u8 < 255)
-    unknown = ndimage.binary_dilation(unknown, structure=disk(dilation))
-    trimap = np.where(alpha_u8 == 255, FOREGROUND, BACKGROUND).astype(np.uint8)
-    trimap[unknown] = UNKNOWN
-    return trimap
-
-
 def make_synthetic():
     """(image float32 (H, W, 3), alpha uint8 (H, W), trimap uint8 (H, W)) for the synthetic demo."""
     rng = np.random.default_rng(SYNTHETIC_SEED)
@@ -63,7 +51,7 @@ def make_synthetic():
     fg = synthetic.make_foreground(rng, h, w)
     bg = synthetic.make_background(rng, h, w, photos=[photo_u8('astronaut') / np.float32(255)])
     image = composite(alpha.astype(np.float32) / 255.0, fg, bg)  # exactly the stored alpha
-    return image, alpha, trimap_from_alpha(alpha)
+    return image, alpha, erode_to_trimap(alpha / 255.0, UNKNOWN_DILATION, UNKNOWN_DILATION)
 
 
 def synthetic_mask(alpha_u8):
@@ -100,20 +88,19 @@ def photo_u8(name, size=None):
     """A bundled skimage.data photo as uint8 (H, W, 3); with size (H, W), centre-cropped to
     that aspect ratio and resized to it."""
     import skimage.data
-    from skimage.transform import resize
     x = np.asarray(getattr(skimage.data, name)())[..., :3]
     if size is not None:
         h = min(x.shape[0], int(round(x.shape[1] * size[0] / size[1])))
         w = min(x.shape[1], int(round(x.shape[0] * size[1] / size[0])))
         y0, x0 = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
         x = x[y0:y0 + h, x0:x0 + w]
-        x = to_uint8(resize(x.astype(np.float32) / 255.0, size, order=3, anti_aliasing=True))
+        x = to_uint8(resize(x.astype(np.float32) / 255.0, *size, Image.Resampling.BICUBIC))
     return x
 
 
 def main(argv=None):
     """Write the demo images; returns the exit status."""
-    parser = argparse.ArgumentParser(prog='python -m utils.make_demo_images',
+    parser = argparse.ArgumentParser(prog='python -m scripts.make_demo_images',
                                      description='Write the bundled demo images (deterministic).')
     parser.add_argument('--out', default=os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), 'imgs'), help='output folder (default: the repository imgs/)')

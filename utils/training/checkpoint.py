@@ -14,7 +14,8 @@ import numpy as np
 from chainer import serializers
 
 from nnet.model import DIM
-from utils.utils import InputError, atomic_write
+from utils.errors import InputError
+from utils.images import atomic_write
 
 CONFIG_KEY = '__config__'
 

@@ -9,7 +9,7 @@ Conventions used across the project
 
 Compositing follows I = alpha F + (1 - alpha) B.
 
-This module imports nothing of the project.
+This module imports only ``utils.errors`` of the project.
 """
 import os
 import sys
@@ -17,6 +17,9 @@ import tempfile
 import warnings
 
 import numpy as np
+from PIL import Image
+
+from utils.errors import InputError
 
 BACKGROUND = 0
 UNKNOWN = 128
@@ -27,10 +30,6 @@ TRIMAP_LOW = 64
 TRIMAP_HIGH = 192
 # Images larger than this many pixels are refused (memory guard: about 16 megapixels).
 MAX_PIXELS = 4096 * 4096
-
-
-class InputError(Exception):
-    """A problem with the user's input: the scripts print its message as one line and exit 1."""
 
 
 def _check_pixel_count(path):
@@ -280,3 +279,21 @@ def list_images(folder):
     """Sorted image file names (png, jpg, jpeg, bmp, tif) in a folder."""
     exts = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(exts) and not f.startswith('.'))
+
+
+def resize(array, height, width, resample=Image.Resampling.BILINEAR, nearest=False):
+    """The project's one resize: (H, W[, C]) float -> (height, width[, C]) float32.
+
+    Pillow's ``resample`` filter, one channel at a time (Pillow's float images have one channel);
+    shrinking widens the filter by the scale factor (antialiased). ``nearest``: pick the pixel
+    at floor(i * H / height) instead, which keeps label values (trimaps) intact and the dtype.
+    """
+    if nearest:
+        ys = (np.arange(height) * array.shape[0] / height).astype(int)
+        xs = (np.arange(width) * array.shape[1] / width).astype(int)
+        return array[ys][:, xs]
+    planes = array[:, :, None] if array.ndim == 2 else array
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c], np.float32))
+                               .resize((width, height), resample))
+                    for c in range(planes.shape[2])], axis=2)
+    return out[:, :, 0] if array.ndim == 2 else out

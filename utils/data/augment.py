@@ -12,6 +12,8 @@ Conventions: fg and bg (H, W, 3) float32 RGB in [0, 1], alpha (H, W) float32 in 
 import numpy as np
 from PIL import Image
 
+from utils.images import resize
+
 AUGMENTATIONS = ('affine', 'jitter', 'layer')  # the steps utils.loader.MattingTransform applies
 
 # GCA-Matting's defaults: rotation up to 30 degrees, scale 0.8-1.25, shear up to 10 degrees
@@ -21,17 +23,6 @@ SHEAR = 10.0
 # The window cut around the centre before warping: enough for any rotation and scale above
 # (sqrt(2) * 1.25 < 1.8) so that the warped crop never samples outside it.
 WINDOW_MARGIN = 1.8
-
-
-def resize(array, height, width, resample=Image.Resampling.BILINEAR):
-    """(H, W[, C]) float32 -> (height, width[, C]) float32 by Pillow's ``resample`` filter, one
-    channel at a time (Pillow's float images have one channel). Shrinking widens the filter by
-    the scale factor (antialiased)."""
-    planes = array[:, :, None] if array.ndim == 2 else array
-    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c], np.float32))
-                               .resize((width, height), resample))
-                    for c in range(planes.shape[2])], axis=2)
-    return out[:, :, 0] if array.ndim == 2 else out
 
 
 def window(array, cy, cx, side):

@@ -11,10 +11,10 @@ import chainer
 import numpy as np
 
 from nnet.loss import MattingLoss
-from utils import metrics
+from utils.evaluation import metrics
+from utils.images import to_uint8
+from utils.inference.pipeline import saved_matte
 from utils.loader import MattingTransform
-from utils.pipeline import saved_matte
-from utils.utils import to_uint8
 
 
 def fixed_crops(raw, count, size, generate_trimaps=False, both_known=False, seed=0):

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from utils.utils import atomic_write
+from utils.images import atomic_write
 
 METRICS = ('SAD', 'MSE', 'Grad', 'Conn')
 MEAN_NAME = 'MEAN'  # the name column of mean rows
