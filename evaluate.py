@@ -1,4 +1,6 @@
-"""Score matting methods on a dataset: ``bash scripts/evaluate.sh DATASET_ROOT [options]``.
+"""Score matting methods on a dataset: ``bash scripts/evaluate.sh DATASET_ROOT [options]``, or on
+Composition-1k as Adobe ships it: ``bash scripts/evaluate.sh --comp1k TEST_SET --voc JPEGIMAGES``
+(its composites built by Adobe's rule, ``utils.evaluation.comp1k``).
 
 For every image x trimap set and every method (``dim``: a trained checkpoint; ``closed_form`` and
 ``knn``: pymatting; ``pred_dir``: mattes made elsewhere) the matte is scored with SAD, MSE, Grad
@@ -12,6 +14,12 @@ table) and ``figure.png`` (image | trimap | each method's matte | ground truth |
 first method), with ``utils.evaluation.report``. The images go through ``utils.inference.pipeline`` (reading,
 checks, the saved matte) and ``dim`` through ``utils.inference.backends`` (``--backend onnxruntime``
 scores an exported model).
+
+A method that cannot give a matte for an image (closed-form on a trimap without background, a
+matte missing from --pred_dir) is recorded as refused for that image, with one line saying why,
+and the evaluation goes on; its means are over the images it scored. Exit status: 0 when every
+matte was scored or refused; 1 when an input is broken (an unreadable file, sizes that differ,
+a name not found), found before anything is scored.
 """
 from utils.errors import quiet_while_importing
 
@@ -26,8 +34,10 @@ import numpy as np
 
 import options
 from utils.errors import InputError, run_reporting_errors
+from utils.evaluation import comp1k
 from utils.evaluation.metrics import evaluate_all
 from utils.evaluation.report import (
+    METRICS,
     mean_rows,
     print_table,
     thumbnail,
@@ -35,10 +45,12 @@ from utils.evaluation.report import (
     write_figure,
     write_summary,
 )
-from utils.images import UNKNOWN, read_alpha, refuse_overwriting_inputs, to_uint8, write_png
+from utils.images import (UNKNOWN, read_alpha, read_trimap_reporting, refuse_overwriting_inputs,
+                          to_uint8, write_png)
 from utils.inference.backends import load_backend
 from utils.inference.pipeline import read_inputs, saved_matte
-from utils.loader import seed_layout_files
+from utils.inference.folders import progress_line
+from utils.loader import SeedFile, seed_layout_files
 
 PRED_DIR_METHOD = 'pred_dir'
 # One matte to score: a ``utils.loader.SeedFile``'s fields and its --pred_dir prediction (or None).
@@ -57,21 +69,34 @@ def image_size(path):
     return height, width
 
 
+class Declined(Exception):
+    """A method could not give a matte for one image: recorded for it, and the evaluation goes on."""
+
+
 def find_prediction(pred_dir, trimap_set, name):
-    """PRED_DIR/<set>/<name> or PRED_DIR/<name> (or <stem>.png in either), else InputError."""
+    """PRED_DIR/<set>/<name> or PRED_DIR/<name> (or <stem>.png in either), else None."""
     stem_png = os.path.splitext(name)[0] + '.png'
     candidates = [os.path.join(pred_dir, trimap_set, name), os.path.join(pred_dir, name),
                   os.path.join(pred_dir, trimap_set, stem_png), os.path.join(pred_dir, stem_png)]
     for path in candidates:
         if os.path.isfile(path):
             return path
-    raise InputError(f'{candidates[0]}: no prediction for {name} (trimap set {trimap_set}) in '
-                     f'--pred_dir (looked for <set>/<name> and <name>)')
+    return None
 
 
-def list_examples(args):
-    """``Entry`` per matte (a ``SeedFile`` and its --pred_dir prediction path or None), checked up
-    front (names exist, sizes agree) so that a long run does not stop half way."""
+def dataset_files(args):
+    """The ``SeedFile`` of every matte to score: of the seed-layout roots, or of Composition-1k
+    (``--comp1k``: its ``image`` a ``utils.evaluation.comp1k.Composite``, built when scored)."""
+    if bool(args.comp1k) == bool(args.dataset_root):
+        raise InputError('give the datasets to score: DATASET_ROOT ... or --comp1k TEST_SET '
+                         '--voc JPEGIMAGES (one of the two)')
+    if args.comp1k:
+        if not args.voc:
+            raise InputError('--comp1k needs --voc: PASCAL VOC 2012\'s JPEGImages folder')
+        composites = comp1k.list_composites(args.comp1k, args.voc, args.names)
+        return [SeedFile(c.name, c, c.alpha, comp1k.TRIMAP_SET, c.trimap) for c in composites]
+    if args.voc or args.comp1k_cache:
+        raise InputError('--voc and --comp1k_cache go with --comp1k')
     files = []
     for root in args.dataset_root:
         try:
@@ -84,19 +109,49 @@ def list_examples(args):
     missing = [n for n in args.names or () if n not in found]
     if missing:
         raise InputError(f'--names {missing[0]}: no such image in {" ".join(args.dataset_root)}')
+    return files
+
+
+def list_examples(args):
+    """``Entry`` per matte (a ``SeedFile`` and its --pred_dir prediction path or None), checked up
+    front (names exist, sizes agree) so that a long run does not stop half way."""
+    files = dataset_files(args)
     if args.pred_dir and not os.path.isdir(args.pred_dir):
         raise InputError(f'{args.pred_dir}: --pred_dir folder not found')
     examples = []
     for name, image, alpha, trimap_set, trimap in files:
         pred = find_prediction(args.pred_dir, trimap_set, name) if args.pred_dir else None
-        size = image_size(image)
-        for path in (alpha, trimap, pred):
-            if path is not None and image_size(path) != size:
+        image_file = image.fg if isinstance(image, comp1k.Composite) else image
+        size = image_size(image_file)
+        for path in (alpha, trimap):
+            if image_size(path) != size:
                 h, w = image_size(path)
-                raise InputError(f'{path}: {w}x{h} differs from its image {image} '
+                raise InputError(f'{path}: {w}x{h} differs from its image {image_file} '
                                  f'({size[1]}x{size[0]}, width x height)')
         examples.append(Entry(name, image, alpha, trimap_set, trimap, pred))
     return examples
+
+
+def build_composites(examples, cache_dir):
+    """--comp1k_cache: every composite written once into ``cache_dir`` (with a progress line);
+    the entries then read them as image files."""
+    out, start = [], time.perf_counter()
+    for i, e in enumerate(examples):
+        if isinstance(e.image, comp1k.Composite):
+            e = e._replace(image=comp1k.cached_composite(e.image, cache_dir))
+            print(f'\r{progress_line(i + 1, len(examples), e.name, "composite", start)}',
+                  end='', flush=True)
+        out.append(e)
+    print()
+    return out
+
+
+def read_example(example):
+    """(image float32 (H, W, 3) in [0, 1], trimap uint8 (H, W)) of an entry."""
+    if isinstance(example.image, comp1k.Composite):
+        image = comp1k.make_composite(example.image).astype(np.float32) / 255.0
+        return image, read_trimap_reporting(example.trimap)
+    return read_inputs(example.image, example.trimap, require_unknown=False)
 
 
 def make_methods(args):
@@ -117,7 +172,7 @@ def make_methods(args):
             from pymatting import estimate_alpha_knn
             methods[name] = pymatting_method(name, estimate_alpha_knn)
         else:
-            methods[name] = lambda image, trimap, example: read_alpha(example.prediction)
+            methods[name] = prediction_method(args.pred_dir)
     return methods
 
 
@@ -128,6 +183,23 @@ def dim_method(args):
     return lambda image, trimap, example: backend.predict(image, trimap, refine=not args.no_refine)
 
 
+def prediction_method(pred_dir):
+    """The matte another program wrote into --pred_dir for this image (declined if absent,
+    unreadable or not the image's size)."""
+    def predict(image, trimap, example):
+        if example.prediction is None:
+            raise Declined(f'no matte in {pred_dir} (looked for <set>/<name> and <name>)')
+        try:
+            alpha = read_alpha(example.prediction)
+        except InputError as e:
+            raise Declined(str(e))
+        if alpha.shape != trimap.shape:
+            raise Declined(f'{example.prediction}: {alpha.shape[1]}x{alpha.shape[0]}, the image '
+                           f'is {trimap.shape[1]}x{trimap.shape[0]} (width x height)')
+        return alpha
+    return predict
+
+
 def pymatting_method(name, estimate):
     """pymatting's estimate_alpha_* on float64 image and trimap in [0, 1]."""
     def predict(image, trimap, example):
@@ -135,8 +207,9 @@ def pymatting_method(name, estimate):
             return trimap / 255.0
         try:
             return estimate(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
-        except ValueError as e:  # e.g. a trimap without background or foreground pixels
-            raise InputError(f'{example.trimap}: {name} failed ({e})'.splitlines()[0])
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+            # e.g. a trimap without background (or foreground) pixels
+            raise Declined(f'{name} failed ({e})'.splitlines()[0])
     return predict
 
 
@@ -144,6 +217,9 @@ def run(args):
     start = time.perf_counter()
     examples = list_examples(args)
     methods = make_methods(args)
+    if args.comp1k_cache:
+        examples = build_composites(examples, args.comp1k_cache)
+        start = time.perf_counter()
     outputs = [os.path.join(args.out_dir, f) for f in ('metrics.csv', 'summary.md', 'figure.png')]
     saved = {}
     if args.save_dir:
@@ -151,21 +227,35 @@ def run(args):
             for method in methods:
                 saved[name, trimap_set, method] = os.path.join(
                     args.save_dir, method, trimap_set, os.path.splitext(name)[0] + '.png')
-    inputs = [p for e in examples for p in (e.image, e.alpha, e.trimap, e.prediction) if p]
+    inputs = [p for e in examples for p in (e.image, e.alpha, e.trimap, e.prediction)
+              if isinstance(p, str)]
     refuse_overwriting_inputs(outputs + list(saved.values()), inputs + [args.ckpt_path])
 
     rows, panels = [], []
     total = len(examples) * len(methods)
     done = 0
+
+    def pace():
+        elapsed = time.perf_counter() - start
+        return f'elapsed {elapsed:.0f} s, about {elapsed / done * (total - done):.0f} s left'
     for example in examples:
-        name, image_path, alpha_path, trimap_set, trimap_path, _ = example
-        image, trimap = read_inputs(image_path, trimap_path, require_unknown=False)
+        name, _, alpha_path, trimap_set, _, _ = example
+        image, trimap = read_example(example)
         gt = to_uint8(read_alpha(alpha_path))
         panel = {'name': name, 'trimap_set': trimap_set, 'image': thumbnail(image),
                  'trimap': thumbnail(trimap), 'gt': thumbnail(gt), 'preds': {}}
         for method, predict in methods.items():
+            done += 1
             t = time.perf_counter()
-            alpha = predict(image, trimap, example)
+            try:
+                alpha = predict(image, trimap, example)
+            except Declined as e:
+                rows.append({'name': name, 'trimap_set': trimap_set, 'method': method,
+                             'refused': str(e), 'seconds': None,
+                             **{k: None for k in METRICS}})
+                print(f'[{done}/{total}] {name} {trimap_set} {method}: refused: {e} ({pace()})',
+                      flush=True)
+                continue
             seconds = time.perf_counter() - t if method != PRED_DIR_METHOD else None
             matte = saved_matte(alpha, trimap)
             scores = evaluate_all(matte, gt, trimap)
@@ -174,18 +264,18 @@ def run(args):
             panel['preds'][method] = thumbnail(matte)
             if args.save_dir:
                 write_png(saved[name, trimap_set, method], matte)
-            done += 1
             took = '' if seconds is None else f' in {seconds:.2f} s'
             print(f'[{done}/{total}] {name} {trimap_set} {method}: SAD {scores["SAD"]:.3f} '
                   f'MSE {scores["MSE"]:.5f} Grad {scores["Grad"]:.3f} Conn {scores["Conn"]:.3f}'
-                  f'{took} (elapsed {time.perf_counter() - start:.0f} s)', flush=True)
+                  f'{took} ({pace()})', flush=True)
         panels.append(panel)
 
     sets = list(dict.fromkeys(e[3] for e in examples))
     means = mean_rows(rows, list(methods), sets)
     write_csv(outputs[0], rows + means)
-    write_summary(outputs[1], means, ' + '.join(os.path.basename(os.path.normpath(r))
-                                               for r in args.dataset_root))
+    dataset_name = (f'Composition-1k ({len(examples)} composites)' if args.comp1k else
+                    ' + '.join(os.path.basename(os.path.normpath(r)) for r in args.dataset_root))
+    write_summary(outputs[1], means, dataset_name)
     write_figure(outputs[2], panels, list(methods))
     print()
     print_table(means)
@@ -193,6 +283,10 @@ def run(args):
         print(f'wrote {path}')
     if args.save_dir:
         print(f'mattes saved under {args.save_dir}/<method>/<set>/')
+    refused = [r for r in rows if r.get('refused')]
+    if refused:
+        print(f'{len(refused)} of {total} mattes refused by their method, left out of its means '
+              f'(why: the refused column of {outputs[0]})')
     print(f'total: {time.perf_counter() - start:.1f} s')
 
 

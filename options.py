@@ -227,13 +227,24 @@ def demo_parser():
 def evaluate_parser():
     p = ArgumentParser(description='Score mattes with SAD, MSE, Gradient and Connectivity as the '
                                    'Deep Image Matting authors\' evaluation code does, on every '
-                                   'image and trimap set of seed-layout datasets.')
+                                   'image and trimap set of seed-layout datasets, or on '
+                                   'Composition-1k built from Adobe\'s release (--comp1k).')
     _add_common(p)
-    p.add_argument('dataset_root', nargs='+',
+    p.add_argument('dataset_root', nargs='*',
                    help='seed-layout datasets (input/ gt/ trimap/<set>/, or image/ alpha/ '
                         'trimap*/); several are scored together (--names may pick from each)')
+    p.add_argument('--comp1k', metavar='TEST_SET',
+                   help='instead of DATASET_ROOT: Composition-1k, its 1,000 composites built as '
+                        'Adobe\'s script builds them from the release\'s Test_set folder (or '
+                        'Combined_Dataset) and --voc\'s photographs')
+    p.add_argument('--voc', metavar='JPEGIMAGES',
+                   help='with --comp1k: PASCAL VOC 2012\'s JPEGImages folder')
+    p.add_argument('--comp1k_cache', metavar='DIR',
+                   help='with --comp1k: keep the composites as PNGs here (built once, reused); '
+                        'default: built in memory for each run')
     p.add_argument('--trimap_sets', nargs='+', help='trimap sets to evaluate (default: all)')
-    p.add_argument('--names', nargs='+', help='only these images (names or stems)')
+    p.add_argument('--names', nargs='+', help='only these images (names or stems; with --comp1k: '
+                                              'foregrounds, each with its 20 composites)')
     p.add_argument('--method', nargs='+', choices=['dim', 'closed_form', 'knn'],
                    help='matting methods to run: dim (the checkpoint), closed_form and knn '
                         '(pymatting) (default: dim, or none when --pred_dir is given)')

@@ -9,12 +9,14 @@ quiet_while_importing(__name__)  # (first: Ctrl-C during the imports below ends 
 import os
 import sys
 
+import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
+
+# isort: split
 import chainer
 import numpy as np
 from chainer import training
 from chainer.training import extensions
 
-import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
 import options
 from nnet.loss import MattingLoss
 from nnet.model import DIM, VGG_INPUT_SCALE

@@ -126,10 +126,12 @@ def chainer_model(width):
 def chainer_runner(width, x, backward, stock, precision):
     import contextlib
 
+    import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
+
+    # isort: split
     import chainer
     import chainer.functions as F
 
-    import nnet.compat  # noqa: F401  (NumPy 2: before chainer; see nnet/compat.py)
     from nnet.cpu import set_precision, stock_path
     set_precision(precision)
     model = chainer_model(width)

@@ -89,9 +89,9 @@ def make_peak_hook():
 def start_memory_watch():
     """A CuPy peak-memory hook, entered; None without a usable CuPy."""
     try:
-        from chainer.backends import cuda
-
         import nnet.compat  # noqa: F401  (before chainer, which imports cupy)
+        # isort: split
+        from chainer.backends import cuda
         if not cuda.available:
             return None
         hook = make_peak_hook()
