@@ -9,19 +9,12 @@ import sys
 import numpy as np
 
 from utils.data.synthetic import MAX_SIZE, MIN_SIZE, write_composition_dataset
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 1."""
-
-    def error(self, message):
-        sys.stderr.write(f'{self.prog}: error: {message}\n')
-        sys.exit(1)
+from utils.errors import InputError, run_reporting_errors
 
 
 def main(argv=None):
     """Command line entry point; returns the exit status."""
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog='python -m scripts.make_synthetic',
         description='Write a synthetic matting dataset (fg/, alpha/, bg/ PNGs, Adobe composition '
                     'layout) made from random shapes, hair, fur and the photos bundled with '
@@ -34,23 +27,24 @@ def main(argv=None):
                         help='number of backgrounds (default: same as --count)')
     parser.add_argument('--seed', type=int, default=0, help='random seed, >= 0 (default 0)')
     args = parser.parse_args(argv)
-    if args.count < 1:
-        parser.error(f'--count must be >= 1, got {args.count}')
-    if args.backgrounds is not None and args.backgrounds < 1:
-        parser.error(f'--backgrounds must be >= 1, got {args.backgrounds}')
-    if not all(MIN_SIZE <= v <= MAX_SIZE for v in args.size):
-        parser.error(f'--size values must be between {MIN_SIZE} and {MAX_SIZE}, got {args.size[0]} {args.size[1]}')
-    if args.seed < 0:
-        parser.error(f'--seed must be >= 0, got {args.seed}')
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        parser.error(f'{args.out_dir}: exists and is not a folder')
-    try:
+
+    def run():
+        if args.count < 1:
+            raise InputError(f'--count must be >= 1, got {args.count}')
+        if args.backgrounds is not None and args.backgrounds < 1:
+            raise InputError(f'--backgrounds must be >= 1, got {args.backgrounds}')
+        if not all(MIN_SIZE <= v <= MAX_SIZE for v in args.size):
+            raise InputError(f'--size values must be between {MIN_SIZE} and {MAX_SIZE}, '
+                             f'got {args.size[0]} {args.size[1]}')
+        if args.seed < 0:
+            raise InputError(f'--seed must be >= 0, got {args.seed}')
+        if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+            raise InputError(f'{args.out_dir}: exists and is not a folder')
         write_composition_dataset(args.out_dir, args.count, np.random.default_rng(args.seed),
                                   size=tuple(args.size), n_backgrounds=args.backgrounds)
-    except OSError as e:
-        parser.error(f'{args.out_dir}: cannot write ({e.strerror or e})')
-    print(f'wrote {args.count} samples and {args.backgrounds or args.count} backgrounds to {args.out_dir}')
-    return 0
+        print(f'wrote {args.count} samples and {args.backgrounds or args.count} backgrounds '
+              f'to {args.out_dir}')
+    return run_reporting_errors(run)
 
 
 if __name__ == '__main__':

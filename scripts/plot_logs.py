@@ -12,7 +12,7 @@ against the training examples seen (log axis) instead of iterations.
 import argparse
 import sys
 
-from utils.errors import InputError
+from utils.errors import InputError, run_reporting_errors
 from utils.training.curves import plot, plot_whole
 
 
@@ -28,20 +28,17 @@ def main(argv=None):
                         help='with --whole: against training examples seen (log axis), from each '
                              'folder\'s options.json batch size')
     args = parser.parse_args(argv)
-    labels = args.labels or args.log_roots
-    if len(labels) != len(args.log_roots):
-        print(f'error: --labels: {len(labels)} labels for {len(args.log_roots)} runs', file=sys.stderr)
-        return 1
-    try:
+
+    def run():
+        labels = args.labels or args.log_roots
+        if len(labels) != len(args.log_roots):
+            raise InputError(f'--labels: {len(labels)} labels for {len(args.log_roots)} runs')
         if args.whole:
             plot_whole(args.log_roots, labels, args.out, args.examples)
         else:
             plot(args.log_roots, args.out)
-    except InputError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    print(f'wrote {args.out}')
-    return 0
+        print(f'wrote {args.out}')
+    return run_reporting_errors(run)
 
 
 if __name__ == '__main__':

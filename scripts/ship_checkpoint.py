@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from utils.errors import InputError
+from utils.errors import InputError, run_reporting_errors
 from utils.images import atomic_write
 from utils.training.checkpoint import CONFIG_KEY, load_checkpoint, model_arrays
 
@@ -51,13 +51,11 @@ def main(argv=None):
     p.add_argument('--identity_refinement', action='store_true',
                    help='zero the refinement\'s last layer (for a stage-1-only checkpoint)')
     args = p.parse_args(argv)
-    try:
+
+    def run():
         worst = write_shipped(args.src, args.dst, args.identity_refinement)
-    except (InputError, OSError) as e:
-        print(f'error: {e}'.splitlines()[0], file=sys.stderr)
-        return 1
-    print(f'wrote {args.dst} (float16; largest parameter change {worst:.2e})')
-    return 0
+        print(f'wrote {args.dst} (float16; largest parameter change {worst:.2e})')
+    return run_reporting_errors(run)
 
 
 if __name__ == '__main__':
