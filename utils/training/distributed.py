@@ -178,11 +178,16 @@ class Job:
         return trainer
 
     def shard(self, dataset):
-        """This rank's share of a validation dataset (all of it alone)."""
+        """This rank's contiguous share of a validation dataset (all of it alone).
+
+        Every rank builds the same dataset, so the split needs no communication (a collective
+        here, before ``ready``, would hang a job whose other rank failed to set up).
+        """
         if not self.comm:
             return dataset
-        import chainermn
-        return chainermn.scatter_dataset(dataset if self.is_writer else None, self.comm)
+        n = len(dataset)
+        return chainer.datasets.SubDataset(dataset, n * self.rank // self.size,
+                                           n * (self.rank + 1) // self.size)
 
     def evaluator(self, evaluator):
         """``evaluator`` whose results are means over the ranks (ChainerMN's multi-node one)."""
