@@ -82,6 +82,9 @@ def test_two_ranks_train_what_one_process_trains(composition_root, tmp_path):
     assert [e['iteration'] for e in two_log] == [1, 2, 3, 4, 5]
     for a, b in zip(two_log, one_log):
         assert abs(a['main/loss'] - b['main/loss']) <= 1e-5 * abs(b['main/loss']), (a, b)
+    # ... the same validation (ChainerMN's multi-node evaluator over the ranks' shares)
+    sad_two, sad_one = two_log[-1]['validation/main/SAD'], one_log[-1]['validation/main/SAD']
+    assert np.isfinite(sad_one) and abs(sad_two - sad_one) <= 1e-3 * sad_one, (sad_two, sad_one)
     # ... and the same parameters, to float rounding, far below what the updates moved them
     two, one = params(final), params(tmp_path / 'one' / 'model_final.npz')
     before = params(tmp_path / 'one' / 'model_iter_2.npz')

@@ -178,16 +178,18 @@ class Job:
         return trainer
 
     def shard(self, dataset):
-        """This rank's contiguous share of a validation dataset (all of it alone).
-
-        Every rank builds the same dataset, so the split needs no communication (a collective
-        here, before ``ready``, would hang a job whose other rank failed to set up).
-        """
+        """This rank's share of a validation dataset (all of it alone): ceil(N / ranks)
+        consecutive examples, wrapping around to the first ones to even out the last share (as
+        ``chainermn.scatter_dataset`` pads). Every rank builds the same dataset, so the split
+        needs no communication (a collective here, before ``ready``, would hang a job whose
+        other rank failed to set up)."""
         if not self.comm:
             return dataset
         n = len(dataset)
-        return chainer.datasets.SubDataset(dataset, n * self.rank // self.size,
-                                           n * (self.rank + 1) // self.size)
+        share = -(-n // self.size)
+        mine = (np.arange(share) + self.rank * share) % n
+        order = np.concatenate([mine, np.zeros(n - share, int)])  # (SubDataset wants length N)
+        return chainer.datasets.SubDataset(dataset, 0, share, order=order)
 
     def evaluator(self, evaluator):
         """``evaluator`` whose results are means over the ranks (ChainerMN's multi-node one)."""
