@@ -18,10 +18,9 @@ import functools
 import os
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
-from utils.images import resize, write_png
+from utils.images import write_png
 
 # Smallest and largest sample side the generator accepts.
 MIN_SIZE = 32
@@ -42,12 +41,23 @@ def _check_size(height, width):
             raise ValueError(f'{name} must be between {MIN_SIZE} and {MAX_SIZE}, got {v}')
 
 
+def _scikit_resize(x, shape):
+    """scikit-image's bilinear, anti-aliased resize to (H, W), channels kept: not
+    ``utils.images.resize``, so that the synthetic datasets stay what they were (the tests
+    built on them, tests/test_fitting.py above all, depend on their exact pixels)."""
+    from skimage.transform import resize
+    return resize(x, tuple(shape) + x.shape[2:], order=1, mode='reflect',
+                  anti_aliasing=(shape[0] < x.shape[0] or shape[1] < x.shape[1])).astype(np.float32)
+
+
 def _smooth_noise(rng, height, width, scale, channels=None):
-    """Low-frequency noise: float32 (H, W) or (H, W, C) in [0, 1], features about `scale` px."""
+    """Low-frequency noise: float32 (H, W) or (H, W, C) in [0, 1], features about `scale` px: a
+    coarse random grid through a cubic spline (noise synthesis, not an image resize)."""
     gh = max(2, int(np.ceil(height / scale)) + 1)
     gw = max(2, int(np.ceil(width / scale)) + 1)
     grid = rng.random((gh, gw) if channels is None else (gh, gw, channels))
-    out = resize(grid, height, width, Image.Resampling.BICUBIC)
+    from skimage.transform import resize as spline
+    out = spline(grid, (height, width) + grid.shape[2:], order=3, mode='reflect')
     lo, hi = out.min(), out.max()
     return ((out - lo) / max(hi - lo, 1e-6)).astype(np.float32)
 
@@ -362,7 +372,7 @@ def _random_crop(rng, photo, height, width, min_fraction=0.4):
     f = fit * rng.uniform(min_fraction, 1.0)
     ch, cw = max(2, min(ph, int(round(height * f)))), max(2, min(pw, int(round(width * f))))
     y, x = rng.integers(ph - ch + 1), rng.integers(pw - cw + 1)
-    out = resize(np.asarray(photo[y:y + ch, x:x + cw], np.float32), height, width)
+    out = _scikit_resize(np.asarray(photo[y:y + ch, x:x + cw]), (height, width))
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
