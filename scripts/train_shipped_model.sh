@@ -13,7 +13,7 @@
 # instead of starting over: START_FROM=ckpt/dim_vgg16.npz starts stage 1 from that checkpoint
 # instead of VGG16, and S1_ITERS, S1_320_ITERS (0 skips it), S2_ITERS, S3_ITERS size the phases
 # to the session (defaults: the whole recipe, 40000, 20000, 2000, 4000). One session's round:
-#   START_FROM=ckpt/dim_vgg16.npz S1_ITERS=3000 S1_320_ITERS=0 S2_ITERS=300 S3_ITERS=500 \
+#   START_FROM=ckpt/dim_vgg16.npz S1_ITERS=2000 S1_320_ITERS=0 S2_ITERS=300 S3_ITERS=400 \
 #       bash scripts/train_shipped_model.sh logs/round
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
